@@ -1,0 +1,129 @@
+"""The one place where feedback is spent, cached and logged.
+
+Every method reaches the oracle only through `BudgetedOracle`: it counts the
+charged queries against the budget, answers a repeated design from its cache
+for free, refuses (with `BudgetExhausted`) a batch that would go past the budget
+before asking anything, and appends every query to a log. That log is the ground
+truth every curve and metric is computed from (mol_opt's `Oracle` wrapper, but
+raising instead of quietly returning 0 once the budget is spent).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from domains.base import Oracle
+
+LOG_COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "charged", "cached", "wall_s"]
+
+
+class BudgetExhausted(RuntimeError):
+    """Asked for more charged queries than the budget has left."""
+
+
+class OracleError(RuntimeError):
+    """The oracle raised or answered something unusable; nothing was charged."""
+
+
+@dataclass
+class Answer:
+    """The oracle's answer to one batch, in the order asked."""
+
+    designs: list[Any]
+    reward: np.ndarray  # (N,) float64, NaN where infeasible
+    feasible: np.ndarray  # (N,) bool
+    charged: int  # how many of these cost budget
+
+
+def ask_oracle(oracle: Oracle, designs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Call an oracle and check its answer: (reward with NaN where infeasible, feasible).
+
+    Any exception of a user's oracle becomes one `OracleError` line, and so do a
+    wrong-length answer and a non-finite reward for a feasible design."""
+    try:
+        out = oracle(designs)
+    except Exception as err:
+        raise OracleError(f"oracle {oracle.name!r} raised {type(err).__name__} on a batch of {len(designs)}: {err}") from err
+    reward = np.asarray(out.reward, dtype=np.float64).reshape(-1)
+    feasible = np.asarray(out.feasible, dtype=bool).reshape(-1)
+    if reward.shape[0] != len(designs) or feasible.shape[0] != len(designs):
+        raise OracleError(
+            f"oracle {oracle.name!r} answered {reward.shape[0]} rewards and {feasible.shape[0]} "
+            f"feasibility flags for {len(designs)} designs"
+        )
+    bad = np.flatnonzero(feasible & ~np.isfinite(reward))
+    if bad.size:
+        raise OracleError(f"oracle {oracle.name!r} returned a non-finite reward ({reward[bad[0]]}) for feasible design {bad[0]}")
+    return np.where(feasible, reward, math.nan), feasible
+
+
+class BudgetedOracle:
+    """Wraps an `Oracle` with a budget, a cache keyed by `oracle.key` and a query log."""
+
+    def __init__(self, oracle: Oracle, budget: int, *, method: str, seed: int, charge_infeasible: bool = True):
+        if budget < 1:
+            raise ValueError(f"budget must be at least 1 query, got {budget}")
+        self.oracle, self.budget = oracle, budget
+        self.method, self.seed = method, seed
+        self.charge_infeasible = charge_infeasible
+        self._cache: dict[str, tuple[float, bool]] = {}
+        self._rows: list[dict[str, Any]] = []
+        self.used = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+    def __call__(self, designs: Sequence[Any], *, round: int) -> Answer:
+        designs = list(designs)
+        keys = [self._key(d, i) for i, d in enumerate(designs)]
+        new: dict[str, Any] = {}
+        for key, design in zip(keys, designs):
+            if key not in self._cache:
+                new.setdefault(key, design)
+        # Infeasible designs may turn out free, but we cannot know before asking:
+        # refuse any batch whose new designs could overrun the budget.
+        if len(new) > self.remaining:
+            raise BudgetExhausted(
+                f"{self.method} asked {len(new)} new queries in round {round} but only {self.remaining} "
+                f"of the budget of {self.budget} remain"
+            )
+        start = time.perf_counter()
+        new_reward, new_feasible = ask_oracle(self.oracle, list(new.values())) if new else ([], [])
+        per_query = (time.perf_counter() - start) / max(len(new), 1)
+        fresh = {key: (float(r), bool(ok)) for key, r, ok in zip(new, new_reward, new_feasible)}
+
+        reward, feasible, charged = np.empty(len(designs)), np.empty(len(designs), bool), 0
+        for i, key in enumerate(keys):
+            first_time = key in fresh
+            r, ok = fresh.pop(key) if first_time else self._cache[key]
+            self._cache[key] = (r, ok)
+            pay = first_time and (ok or self.charge_infeasible)
+            if pay:
+                self.used += 1
+                charged += 1
+            reward[i], feasible[i] = r, ok
+            self._rows.append(
+                dict(call=self.used if pay else None, round=round, method=self.method, seed=self.seed, key=key,
+                     reward=r, feasible=ok, charged=pay, cached=not first_time,
+                     wall_s=per_query if first_time else 0.0)
+            )
+        return Answer(designs, reward, feasible, charged)
+
+    def _key(self, design: Any, index: int) -> str:
+        try:
+            return self.oracle.key(design)
+        except Exception as err:  # a user's oracle: any exception becomes one clear line
+            raise OracleError(f"oracle {self.oracle.name!r} could not key design {index}: {err}") from err
+
+    def log(self) -> pd.DataFrame:
+        """Every query so far, in the order asked (schema: README, 'Results')."""
+        frame = pd.DataFrame(self._rows, columns=LOG_COLUMNS)
+        frame["call"] = frame["call"].astype("Int64")
+        return frame

@@ -1,0 +1,89 @@
+"""The one online loop every method runs in (DESIGN.md, 'The online loop').
+
+    for round r in 1..R:
+        x      = method.propose(model, n_r)      # designs to measure this round
+        y, ok  = budgeted_oracle(x)              # the only place feedback is spent
+        data  += (x, y, ok)
+        method.update(model, data)               # train reward model and/or fine-tune
+        evaluate(model)                          # held-out samples, not charged
+
+Evaluation draws held-out designs from the current model with the same
+generator seed every round (common random numbers across rounds and methods),
+scores them with the raw oracle, charges nothing and logs nothing in the query
+log: the query log holds only what a method paid for.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from algorithms.budgeted_oracle import BudgetedOracle, ask_oracle
+from algorithms.method import Feedback, Method, sample_in_chunks
+from domains.base import DiffusionModel
+
+
+@dataclass
+class RoundRecord:
+    """One row of a cell's evals.csv: the model after `round`'s update."""
+
+    round: int  # 0 = the pretrained model, before any query
+    queries_used: int
+    value: float  # mean oracle reward of held-out samples, infeasible = floor (SEIKO's "Value")
+    feasible_fraction: float
+    learned_reward: float  # the method's own reward model on the same samples (NaN if none)
+    wall_s: float
+    peak_rss_mb: float
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict[str, float]:
+        out = asdict(self)
+        return {**{k: v for k, v in out.items() if k != "diagnostics"}, **self.diagnostics}
+
+
+def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int, seed: int) -> tuple[float, float, float]:
+    """(value, feasible fraction, mean learned reward) of n held-out samples."""
+    designs = sample_in_chunks(model, n, torch.Generator().manual_seed(seed)).designs
+    reward, feasible = ask_oracle(oracle, designs)
+    learned = method.predict(designs)
+    return (
+        float(np.where(feasible, reward, floor).mean()),
+        float(feasible.mean()),
+        float(np.mean(learned)) if learned is not None else float("nan"),
+    )
+
+
+def run(
+    method: Method,
+    model: DiffusionModel,
+    oracle: BudgetedOracle,
+    rounds: list[int],
+    *,
+    floor: float,
+    eval_samples: int,
+    eval_seed: int,
+    on_round: Callable[[RoundRecord], None] = lambda record: None,
+) -> list[RoundRecord]:
+    """Run `method` for its schedule of `rounds`; returns one record per round (and round 0)."""
+    data, records = Feedback(), []
+
+    def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
+        value, feasible, learned = evaluate(model, method, oracle.oracle, floor, eval_samples, eval_seed)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        records.append(RoundRecord(r, oracle.used, value, feasible, learned, time.perf_counter() - start, peak, diagnostics))
+        on_round(records[-1])
+
+    record(0, time.perf_counter(), {})
+    for r, n in enumerate(method.schedule(rounds), start=1):
+        start = time.perf_counter()
+        proposal = method.propose(model, n, r)
+        answer = oracle(proposal.designs, round=r)
+        data.add(answer.designs, answer.reward, answer.feasible, r)
+        diagnostics = method.update(model, data, r)
+        record(r, start, diagnostics)
+    return records

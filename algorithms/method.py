@@ -1,0 +1,82 @@
+"""What a method is: a (propose, update) pair that `algorithms.loop` runs.
+
+A method never calls the oracle and never loops over rounds itself: the loop
+hands it the feedback bought so far (`Feedback`) and asks for the next designs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from domains.base import DiffusionModel, Featuriser, SampleOutput, Trajectory
+
+
+@dataclass
+class Context:
+    """What a method may know of its task besides the model it is given."""
+
+    featuriser: Featuriser
+    floor: float  # what an infeasible design is worth: the reward-model target for it
+    seed: int
+
+
+@dataclass
+class Proposal:
+    """Designs to measure this round."""
+
+    designs: list[Any]
+    trajectory: Trajectory | None = None  # kept by policy-gradient methods
+
+
+@dataclass
+class Feedback:
+    """All feedback bought so far, in the order asked (repeats included)."""
+
+    designs: list[Any] = field(default_factory=list)
+    reward: np.ndarray = field(default_factory=lambda: np.empty(0))  # NaN where infeasible
+    feasible: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
+    round: np.ndarray = field(default_factory=lambda: np.empty(0, int))
+
+    def add(self, designs: list[Any], reward: np.ndarray, feasible: np.ndarray, round: int) -> None:
+        self.designs += list(designs)
+        self.reward = np.concatenate([self.reward, reward])
+        self.feasible = np.concatenate([self.feasible, feasible])
+        self.round = np.concatenate([self.round, np.full(len(designs), round)])
+
+    def targets(self, floor: float) -> torch.Tensor:
+        """Rewards with infeasible designs at the floor: a reward model trained on
+        these learns to stay feasible, because leaving the feasible set costs."""
+        return torch.as_tensor(np.where(self.feasible, self.reward, floor), dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.designs)
+
+
+class Method(Protocol):
+    """A fine-tuning (or search) method, as run by `algorithms.loop.run`."""
+
+    name: str
+
+    def schedule(self, rounds: list[int]) -> list[int]:
+        """Queries per round for this method, given the benchmark's schedule."""
+        ...
+
+    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal: ...
+
+    def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
+        """Learn from all feedback so far; returns diagnostics for the round record."""
+        ...
+
+    def predict(self, designs: list[Any]) -> np.ndarray | None:
+        """The method's learned reward of designs (None if it has none)."""
+        ...
+
+
+def sample_in_chunks(model: DiffusionModel, n: int, generator: torch.Generator, chunk: int = 256) -> SampleOutput:
+    """Draw n designs in chunks, so that an 8,192-query round fits in memory."""
+    outs = [model.sample(min(chunk, n - i), generator=generator) for i in range(0, n, chunk)]
+    return SampleOutput(torch.cat([o.x for o in outs]), [d for o in outs for d in o.designs])

@@ -1,0 +1,72 @@
+"""Every method by name, with the settings that make each variant.
+
+A name maps to a class, its config dataclass and the defaults that distinguish
+the variant; a spec's per-method settings are laid over those defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from algorithms.method import Context, Method
+from algorithms.non_adaptive import NonAdaptive
+from algorithms.seiko import Seiko, SeikoConfig
+from domains.base import UnknownName
+
+_ONE_MODEL = {"ensemble_size": 1, "bootstrap": False}  # UCB and Greedy: one network on all data (SEIKO Sec. 4.1)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    cls: type
+    config_cls: type
+    summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+METHODS: dict[str, MethodEntry] = {
+    "seiko-ucb": MethodEntry(Seiko, SeikoConfig, "SEIKO with a UCB bonus on last-layer features",
+                             {"optimism": "ucb", "reward_model": _ONE_MODEL}),
+    "seiko-bootstrap": MethodEntry(Seiko, SeikoConfig, "SEIKO with bootstrap-ensemble optimism (mean + k*std)",
+                                   {"optimism": "bootstrap"}),
+    "seiko-ts": MethodEntry(Seiko, SeikoConfig, "SEIKO with Thompson sampling (one ensemble member per round)",
+                            {"optimism": "ts"}),
+    "greedy": MethodEntry(Seiko, SeikoConfig, "SEIKO without optimism: fit, then fine-tune on the fitted reward",
+                          {"optimism": "none", "reward_model": _ONE_MODEL}),
+    "non-adaptive": MethodEntry(NonAdaptive, SeikoConfig, "whole budget on the pretrained model, fit and fine-tune once",
+                                {"optimism": "none", "reward_model": _ONE_MODEL}),
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _check_fields(config_cls: type, settings: dict[str, Any], where: str) -> None:
+    """Unknown settings are a clear error, nested config dataclasses included."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    for key, value in settings.items():
+        if key not in fields:
+            raise UnknownName(f"setting of {where}", key, fields)
+        inner = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+        if isinstance(value, dict) and inner is not None and dataclasses.is_dataclass(inner):
+            _check_fields(inner, value, f"{where}.{key}")
+
+
+def resolve_config(name: str, settings: dict[str, Any] | None = None) -> Any:
+    """The config a method runs with: its variant's defaults, then `settings`."""
+    if name not in METHODS:
+        raise UnknownName("method", name, METHODS)
+    entry = METHODS[name]
+    merged = _merge(entry.defaults, settings or {})
+    _check_fields(entry.config_cls, merged, name)
+    return entry.config_cls(**merged)
+
+
+def build_method(name: str, context: Context, settings: dict[str, Any] | None = None) -> Method:
+    return METHODS[name].cls(resolve_config(name, settings), context, name=name)

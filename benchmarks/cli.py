@@ -1,0 +1,97 @@
+"""`seiko-bench`: list, run, report, pretrain.
+
+User errors (a malformed spec, an unknown name, an oracle that raises, a spent
+budget, a missing checkpoint) end with one line on stderr and exit status 2;
+finished cells are never touched by a failing run, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from algorithms.budgeted_oracle import BudgetExhausted, OracleError
+from algorithms.registry import METHODS
+from domains.tasks import list_tasks, pretrain
+from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
+from benchmarks.runner import run_spec
+from reports import write_report
+
+USER_ERRORS = (ValueError, OracleError, BudgetExhausted, FileNotFoundError)
+
+
+def _list(args: argparse.Namespace) -> None:
+    print("tasks (domain):")
+    for name, domain in sorted(list_tasks().items()):
+        print(f"  {name}  ({domain})")
+    print("methods:")
+    for name, entry in METHODS.items():
+        print(f"  {name:16s} {entry.summary}")
+    print("specs:")
+    for path in sorted(SPECS.glob("*.yaml")):
+        print(f"  {path.stem}{'  (default)' if path.stem in DEFAULT_SPECS else ''}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    specs = [load_spec(s, args.set) for s in (args.spec or DEFAULT_SPECS)]  # all validated before any cell runs
+    for spec in specs:
+        cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun)
+        print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")
+    if not args.no_report:
+        _report(args)
+
+
+def _report(args: argparse.Namespace) -> None:
+    written = write_report(args.out)
+    print(f"report: {len(written)} files written; index at {args.out / 'README.md'}")
+
+
+def _pretrain(args: argparse.Namespace) -> None:
+    report = pretrain(args.task, steps=args.steps, seed=args.seed)
+    print(json.dumps(report, indent=2))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seiko-bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="tasks, methods and shipped specs").set_defaults(func=_list)
+
+    run = sub.add_parser("run", help="run every cell of a spec (resumable), then write the report")
+    run.add_argument("spec", nargs="*", help=f"spec names or YAML paths (default: {' '.join(DEFAULT_SPECS)})")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec field, YAML value: --set seeds=[0] --set config.greedy.kl_weight=0.1")
+    run.add_argument("--workers", type=int, default=None, help="parallel cells (default: one per core)")
+    run.add_argument("--rerun", action="store_true", help="rerun cells that are already finished")
+    run.add_argument("--no-report", action="store_true", help="skip writing the report")
+    run.set_defaults(func=_run)
+
+    report = sub.add_parser("report", help="leaderboards and curves from a results folder")
+    report.add_argument("out", nargs="?", type=Path, default=Path("results"), help="results folder (default: results/)")
+    report.set_defaults(func=_report)
+
+    pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model and save its checkpoint")
+    pre.add_argument("task", help="task name (see `seiko-bench list`)")
+    pre.add_argument("--steps", type=int, default=3000, help="training steps")
+    pre.add_argument("--seed", type=int, default=0, help="training seed")
+    pre.set_defaults(func=_pretrain)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except USER_ERRORS as err:
+        print(f"seiko-bench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("seiko-bench: interrupted; finished cells are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

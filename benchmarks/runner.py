@@ -1,0 +1,149 @@
+"""Runs the cells of a spec, resumably, and writes the results schema.
+
+A cell is one (task, method, seed). Its folder holds queries.csv (the budgeted
+oracle's log), evals.csv (held-out value after every round) and, written last,
+metrics.json: a cell is finished iff metrics.json exists, so a rerun skips it,
+and a killed cell (no metrics.json) is cleared and run again from the start.
+Every file is written atomically (temp file + rename), so nothing half-written
+is ever read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import time
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from algorithms import loop
+from algorithms.budgeted_oracle import BudgetedOracle
+from algorithms.method import Context
+from algorithms.registry import build_method, resolve_config
+from benchmarks.spec import Spec, SpecError
+from domains.tasks import get_task
+from reports import atomic_write
+from reports.metrics import summarise
+
+CELL_FILES = ("queries.csv", "evals.csv", "metrics.json")
+
+
+def cell_dir(out: Path, spec: Spec, task: str, method: str, seed: int) -> Path:
+    return out / spec.name / task / method / f"seed{seed}"
+
+
+def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, Any]:
+    """Everything that determines a cell's result, stored in its metrics.json."""
+    return {
+        "task": task, "method": method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
+        "eval_samples": spec.eval_samples, "auc_freq": spec.auc_freq,
+        "config": asdict(resolve_config(method, spec.config.get(method))),
+    }
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished(folder: Path, settings: dict[str, Any], rerun: bool) -> bool:
+    """True if the cell is done with these settings; refuses to clobber a cell
+    that was finished with other settings unless asked to rerun."""
+    metrics = folder / "metrics.json"
+    if not metrics.exists() or rerun:
+        return False
+    if json.loads(metrics.read_text()).get("fingerprint") != fingerprint(settings):
+        raise SpecError(f"{folder} was finished with other settings; pass --rerun to replace it or --out another folder")
+    return True
+
+
+def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path, threads: int = 1,
+             progress: bool = False) -> dict[str, Any]:
+    """Run one cell from scratch and write its three files; returns its metrics."""
+    folder = cell_dir(out, spec, task_name, method_name, seed)
+    settings = cell_settings(spec, task_name, method_name, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in CELL_FILES:
+        (folder / name).unlink(missing_ok=True)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+    start = time.perf_counter()
+    task = get_task(task_name)
+    model = task.load_model()
+    method = build_method(method_name, Context(task.featuriser, task.oracle.floor, seed), spec.config.get(method_name))
+    oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
+                            charge_infeasible=task.charge_infeasible)
+    records: list[loop.RoundRecord] = []
+    bar = tqdm(total=len(method.schedule(spec.rounds)), desc=f"{method_name} seed{seed}", unit="round",
+               leave=False, disable=not progress)
+
+    def save(record: loop.RoundRecord) -> None:
+        records.append(record)
+        atomic_write(folder / "evals.csv", pd.DataFrame([r.row() for r in records]).to_csv(index=False))
+        atomic_write(folder / "queries.csv", oracle.log().to_csv(index=False))
+        bar.update(record.round > 0)
+        bar.set_postfix(value=f"{record.value:.3f}", used=record.queries_used)
+
+    loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
+             eval_seed=10_000 + seed, on_round=save)
+    bar.close()
+    metrics = {
+        **summarise(oracle.log(), spec.budget, task.oracle.floor, freq=spec.auc_freq),
+        "final_value": records[-1].value,
+        "final_feasible": records[-1].feasible_fraction,
+        "final_learned_reward": records[-1].learned_reward,
+        "wall_s": time.perf_counter() - start,
+        "spec": spec.name, "task": task_name, "method": method_name, "seed": seed,
+        "floor": task.oracle.floor, "optimum": task.oracle.optimum, "task_info": task.info,
+        "fingerprint": fingerprint(settings), "settings": settings,
+    }
+    metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
+    atomic_write(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False) -> list[dict[str, Any]]:
+    """Run every unfinished cell of `spec` under `out`, on a pool of processes."""
+    todo, done = [], []
+    for task, method, seed in spec.cells():
+        folder = cell_dir(out, spec, task, method, seed)
+        if finished(folder, cell_settings(spec, task, method, seed), rerun):
+            done.append(json.loads((folder / "metrics.json").read_text()))
+        else:
+            todo.append((task, method, seed))
+    (out / spec.name).mkdir(parents=True, exist_ok=True)
+    atomic_write(out / spec.name / "spec.json", json.dumps(asdict(spec), indent=2) + "\n")
+    if not todo:
+        return done
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    bar = tqdm(total=len(todo), desc=f"{spec.name}: {len(done)} cells done before, running", unit="cell")
+    if workers == 1:
+        for cell in todo:
+            done.append(run_cell(spec, *cell, out, threads, progress=True))
+            bar.update()
+        bar.close()
+        return done
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(run_cell, spec, *cell, out, threads) for cell in todo}
+        while pending:
+            finished_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished_now:
+                metrics = future.result()  # re-raises a cell's error here, in the parent
+                done.append(metrics)
+                bar.update()
+                bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: value {metrics['final_value']:.3f}")
+    bar.close()
+    return done

@@ -1,0 +1,170 @@
+"""The protocols every domain implements and every method sees.
+
+Algorithms import a domain only through this module: a diffusion model (the
+policy being fine-tuned), an oracle (the costly, feasibility-aware measurement)
+and a featuriser (designs to reward-model features). A `Task` bundles the three
+with the per-task settings of the budget. Nothing here knows a method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+
+class CapabilityError(RuntimeError):
+    """A model lacks something a method needs (raised before any query is spent)."""
+
+
+@dataclass
+class Trajectory:
+    """A kept reverse trajectory x_T -> x_0 with the sampler's own step log-probs.
+
+    `states[i]` is the state before step i (so `states[0]` is x_T and
+    `states[-1]` is x_0); `log_probs[:, i]` is log p_theta(states[i+1] | states[i])
+    as computed while sampling (no gradient). Policy-gradient methods recompute
+    it with gradients through `DiffusionModel.log_prob`.
+    """
+
+    states: list[torch.Tensor]
+    log_probs: torch.Tensor  # (N, T)
+    condition: torch.Tensor | None = None  # (N, ...) or None for unconditional models
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.states) - 1
+
+
+@dataclass
+class SampleOutput:
+    """Designs drawn from a diffusion model, without gradients."""
+
+    x: torch.Tensor  # (N, ...) final samples in the model's own representation
+    designs: list[Any]  # the same samples decoded: what an oracle scores
+    trajectory: Trajectory | None = None  # kept only when asked for
+
+
+@dataclass
+class DifferentiableSample:
+    """Samples whose relaxed representation carries gradients to the trainable
+    parameters through the last K reverse steps (direct reward back-propagation).
+    """
+
+    x: torch.Tensor  # (N, ...) relaxed sample, the input of `Featuriser.relaxed`
+    designs: list[Any]  # hard decoded designs (no gradient)
+    kl: torch.Tensor  # (N, T) per-step KL(this model || reference) along this trajectory; zeros without a reference
+
+
+@runtime_checkable
+class DiffusionModel(Protocol):
+    """The policy. One small interface for a DDIM image model, a masked discrete
+    sequence model and a graph diffusion model alike."""
+
+    num_steps: int
+
+    def sample(
+        self, n: int, *, generator: torch.Generator, keep_trajectory: bool = False, condition: torch.Tensor | None = None
+    ) -> SampleOutput: ...
+
+    def log_prob(self, trajectory: Trajectory, steps: Sequence[int] | None = None) -> torch.Tensor:
+        """(N, len(steps)) log p_theta(states[i+1] | states[i]) with gradients."""
+        ...
+
+    def kl(self, trajectory: Trajectory, reference: "DiffusionModel") -> torch.Tensor:
+        """(N, T) per-step KL(self || reference) of the step distributions along
+        the given trajectory, differentiable in this model's parameters."""
+        ...
+
+    def sample_with_grad(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        last_k: int,
+        reference: "DiffusionModel | None" = None,
+        condition: torch.Tensor | None = None,
+    ) -> DifferentiableSample: ...
+
+    def denoising_loss(self, x0: torch.Tensor, *, generator: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The pretraining objective on clean samples x0, optionally weighted per sample."""
+        ...
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
+
+    def frozen_copy(self) -> "DiffusionModel":
+        """A deep copy with gradients off: the KL anchor of a round."""
+        ...
+
+    def encode(self, designs: Sequence[Any]) -> torch.Tensor: ...
+
+    def decode(self, x: torch.Tensor) -> list[Any]: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+
+@dataclass
+class OracleOutput:
+    """What an oracle says of a batch: reward (NaN where infeasible) and feasibility."""
+
+    reward: np.ndarray  # (N,) float64, NaN exactly where not feasible
+    feasible: np.ndarray  # (N,) bool
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """A costly measurement. A pure function of the design: the same design always
+    gets the same answer, which is what lets the budgeted oracle cache repeats."""
+
+    name: str
+    floor: float  # the value an infeasible design counts as in the final-value metric
+    optimum: float | None  # the known maximum, where there is one
+
+    def __call__(self, designs: Sequence[Any]) -> OracleOutput: ...
+
+    def key(self, design: Any) -> str:
+        """Canonical key: two designs with the same key are the same measurement."""
+        ...
+
+
+@runtime_checkable
+class Featuriser(Protocol):
+    """Designs, and relaxed differentiable samples, to reward-model features."""
+
+    dim: int
+
+    def __call__(self, designs: Sequence[Any]) -> torch.Tensor:
+        """(N, dim) float features of hard designs."""
+        ...
+
+    def relaxed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, dim) features of `DifferentiableSample.x`, differentiable in x."""
+        ...
+
+
+@dataclass
+class Task:
+    """One benchmark task: an oracle, a featuriser and a pretrained model to start from."""
+
+    name: str
+    domain: str
+    description: str
+    oracle: Oracle
+    featuriser: Featuriser
+    load_model: Callable[[], DiffusionModel]
+    charge_infeasible: bool = True  # infeasible queries cost budget (PMO makes them free)
+    info: dict[str, Any] = field(default_factory=dict)  # task parameters, for manifests
+
+
+class UnknownName(ValueError):
+    """A task, method or domain name that is not registered; suggests the closest."""
+
+    def __init__(self, kind: str, name: str, choices: Sequence[str]):
+        import difflib
+
+        close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(choices))}"
+        super().__init__(f"unknown {kind} {name!r}{hint}")

@@ -1,0 +1,34 @@
+"""Reward-model features of sequences: one-hot per position plus bigram counts.
+
+Position one-hots let a reward model see motifs at fixed places; the bigram
+counts (how often letter a is followed by letter b) make banned transitions,
+and so infeasibility, a linear feature. Both are polynomial in the one-hot, so
+the same map applies to Gumbel-softmax relaxations with gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from domains.sequences import alphabet as alpha
+
+
+class OneHotBigramFeaturiser:
+    """The sequence-domain `Featuriser`: L*v one-hot features and v*v bigram frequencies."""
+
+    def __init__(self, alphabet: str, length: int):
+        self.alphabet, self.length = alphabet, length
+        v = len(alphabet)
+        self.dim = length * v + v * v
+
+    def __call__(self, designs: Sequence[str]) -> torch.Tensor:
+        tokens = alpha.encode(designs, self.alphabet, self.length)
+        return self.relaxed(F.one_hot(tokens, len(self.alphabet)).float())
+
+    def relaxed(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, L, v) one-hot or relaxed one-hot."""
+        bigrams = torch.einsum("nla,nlb->nab", x[:, :-1], x[:, 1:]) / max(self.length - 1, 1)
+        return torch.cat([x.flatten(1), bigrams.flatten(1)], 1)

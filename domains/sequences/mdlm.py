@@ -1,0 +1,290 @@
+"""A masked (absorbing-state) discrete diffusion model of fixed-length sequences.
+
+Sahoo et al. 2024, "Simple and Effective Masked Diffusion Language Models"
+(MDLM). Forward process: each token is independently replaced by the mask
+token with probability 1 - alpha_t, with the linear schedule alpha_t = 1 - t.
+Reverse step t -> s (s < t) with the SUBS parameterisation (Sec. 3.2): an
+unmasked token is carried over; a masked token is unmasked with probability
+(alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t and then drawn from the
+denoiser's clean-token distribution x_theta(z_t), which never predicts the mask.
+With T equal steps t_j = (T - j) / T, step j unmasks with probability 1 / (T - j),
+so the last step unmasks everything.
+
+Training minimises the continuous-time NELBO (Eq. 10): for the linear schedule,
+E_t [ 1/t * sum over masked positions of -log x_theta(z_t)[x_l] ].
+
+Written by hand: diffusers has no discrete absorbing-state scheduler, and the
+MDLM reference code is a Lightning research repo, not a library.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from domains.base import DifferentiableSample, SampleOutput, Trajectory
+from domains.sequences import alphabet as alpha
+
+
+@dataclass
+class MDLMConfig:
+    """Architecture and sampler of the masked diffusion model."""
+
+    alphabet: str
+    """The letters of the sequences; token i is alphabet[i], the mask is token len(alphabet)."""
+    length: int
+    """L, the fixed sequence length."""
+    num_steps: int = 32
+    """T, reverse steps when sampling (MDLM samples well with T >= L)."""
+    d_model: int = 64
+    """Width of the transformer denoiser."""
+    n_layers: int = 3
+    """Transformer layers."""
+    n_heads: int = 4
+    """Attention heads."""
+    gumbel_temperature: float = 1.0
+    """Temperature of the Gumbel-softmax relaxation used by `sample_with_grad`."""
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.num_steps < 1 or self.length < 1:
+            raise ValueError("num_steps and length must be positive")
+        if self.gumbel_temperature <= 0:
+            raise ValueError("gumbel_temperature must be > 0")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.alphabet)
+
+
+class Denoiser(nn.Module):
+    """A bidirectional transformer from (relaxed) one-hot z_t to clean-token logits.
+
+    The input is one-hot over vocab + mask, embedded by a linear map, so that
+    hard tokens and Gumbel-softmax relaxations go through the same path. No time
+    input: for the absorbing process the mask pattern carries it (MDLM Sec. 3.2).
+    """
+
+    def __init__(self, cfg: MDLMConfig):
+        super().__init__()
+        self.embed = nn.Linear(cfg.vocab_size + 1, cfg.d_model, bias=False)
+        self.position = nn.Parameter(0.02 * torch.randn(cfg.length, cfg.d_model))
+        layer = nn.TransformerEncoderLayer(
+            cfg.d_model, cfg.n_heads, 4 * cfg.d_model, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.embed(z) + self.position)
+        return self.head(self.norm(h))
+
+
+def gumbel_noise(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    # By hand because F.gumbel_softmax draws from the global RNG and takes no generator.
+    u = torch.rand(shape, generator=generator).clamp_(1e-10, 1 - 1e-10)
+    return -torch.log(-torch.log(u))
+
+
+@dataclass
+class _Step:
+    """One reverse step's quantities, shared by sampling, log-probs and KL."""
+
+    logits: torch.Tensor  # (N, L, V) clean-token logits
+    masked: torch.Tensor  # (N, L) bool, masked before the step
+    p_unmask: float
+
+
+class MaskedDiffusionModel(nn.Module):
+    """The sequence-domain `DiffusionModel`: an MDLM sampler around a `Denoiser`."""
+
+    def __init__(self, cfg: MDLMConfig, metadata: dict[str, Any] | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.denoiser = Denoiser(cfg)
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    @property
+    def num_steps(self) -> int:
+        return self.cfg.num_steps
+
+    @property
+    def mask_id(self) -> int:
+        return self.cfg.vocab_size
+
+    # ----- the reverse process -------------------------------------------------
+    def _one_hot(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(tokens, self.cfg.vocab_size + 1).float()
+
+    def _p_unmask(self, j: int) -> float:
+        return 1.0 / (self.cfg.num_steps - j)
+
+    def _step(self, z: torch.Tensor, j: int) -> _Step:
+        """z: (N, L, V+1) (relaxed) one-hot state before step j."""
+        return _Step(self.denoiser(z), z[..., self.mask_id] > 0.5, self._p_unmask(j))
+
+    @staticmethod
+    def _step_log_prob(step: _Step, x_next: torch.Tensor, mask_id: int) -> torch.Tensor:
+        """(N,) log p(x_next | x) summed over positions; carried-over tokens contribute 0."""
+        stays = x_next == mask_id
+        token_lp = torch.log_softmax(step.logits, -1).gather(-1, x_next.clamp(max=mask_id - 1)[..., None])[..., 0]
+        unmask_lp = torch.log(torch.tensor(step.p_unmask)) + token_lp
+        stay_lp = torch.log1p(torch.tensor(-step.p_unmask)) if step.p_unmask < 1 else torch.tensor(-torch.inf)
+        per_position = torch.where(stays, stay_lp, unmask_lp)
+        return torch.where(step.masked, per_position, torch.zeros_like(per_position)).sum(-1)
+
+    @staticmethod
+    def _step_kl(step: _Step, ref_logits: torch.Tensor) -> torch.Tensor:
+        """(N,) KL between the two models' step distributions. Both keep a masked
+        token masked with the same probability, so only the unmasking branch
+        differs: KL = p_unmask * sum over masked positions of KL(x_theta || x_ref)."""
+        logp, logq = torch.log_softmax(step.logits, -1), torch.log_softmax(ref_logits, -1)
+        kl = (logp.exp() * (logp - logq)).sum(-1)
+        return step.p_unmask * torch.where(step.masked, kl, torch.zeros_like(kl)).sum(-1)
+
+    def _unmask(self, step: _Step, generator: torch.Generator) -> torch.Tensor:
+        """(N, L) bool: masked positions that this step reveals."""
+        return step.masked & (torch.rand(step.masked.shape, generator=generator) < step.p_unmask)
+
+    def _start(self, n: int) -> torch.Tensor:
+        return torch.full((n, self.cfg.length), self.mask_id, dtype=torch.long)
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, *, generator: torch.Generator, keep_trajectory: bool = False, condition: torch.Tensor | None = None
+    ) -> SampleOutput:
+        x = self._start(n)
+        states, log_probs = [x], []
+        for j in range(self.cfg.num_steps):
+            step = self._step(self._one_hot(x), j)
+            token = (step.logits + gumbel_noise(step.logits.shape, generator)).argmax(-1)  # Gumbel-max draw
+            x_next = torch.where(self._unmask(step, generator), token, x)
+            if keep_trajectory:
+                log_probs.append(self._step_log_prob(step, x_next, self.mask_id))
+                states.append(x_next)
+            x = x_next
+        trajectory = Trajectory(states, torch.stack(log_probs, 1)) if keep_trajectory else None
+        return SampleOutput(x, self.decode(x), trajectory)
+
+    def log_prob(self, trajectory: Trajectory, steps: Sequence[int] | None = None) -> torch.Tensor:
+        steps = range(trajectory.num_steps) if steps is None else steps
+        out = []
+        for j in steps:
+            step = self._step(self._one_hot(trajectory.states[j]), j)
+            out.append(self._step_log_prob(step, trajectory.states[j + 1], self.mask_id))
+        return torch.stack(out, 1)
+
+    def kl(self, trajectory: Trajectory, reference: "MaskedDiffusionModel") -> torch.Tensor:
+        out = []
+        for j in range(trajectory.num_steps):
+            z = self._one_hot(trajectory.states[j])
+            step = self._step(z, j)
+            with torch.no_grad():
+                ref_logits = reference.denoiser(z)
+            out.append(self._step_kl(step, ref_logits))
+        return torch.stack(out, 1)
+
+    def sample_with_grad(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        last_k: int,
+        reference: "MaskedDiffusionModel | None" = None,
+        condition: torch.Tensor | None = None,
+    ) -> DifferentiableSample:
+        """Reverse process whose last `last_k` steps reveal tokens by straight-through
+        Gumbel-softmax (hard one-hot forward, relaxed gradient backward), so the
+        returned one-hot carries gradients to the denoiser through those steps.
+        Earlier steps are sampled without a gradient path (truncated back-prop,
+        as DRaFT-K / AlignProp); their per-step KL is still differentiated at the
+        (detached) states they visit."""
+        T, V = self.cfg.num_steps, self.cfg.vocab_size
+        if not 1 <= last_k <= T:
+            raise ValueError(f"last_k must be in [1, {T}], got {last_k}")
+        z = self._one_hot(self._start(n))
+        kls = []
+        for j in range(T):
+            differentiable = j >= T - last_k
+            with torch.set_grad_enabled(differentiable or reference is not None):
+                step = self._step(z, j)
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logits = reference.denoiser(z)
+                kls.append(self._step_kl(step, ref_logits))
+            noisy = step.logits + gumbel_noise(step.logits.shape, generator)
+            hard = F.one_hot(noisy.argmax(-1), V).float()
+            if differentiable:
+                soft = torch.softmax(noisy / self.cfg.gumbel_temperature, -1)
+                token = hard - soft.detach() + soft  # straight-through
+            else:
+                token = hard
+            token = F.pad(token, (0, 1))
+            z = torch.where(self._unmask(step, generator)[..., None], token, z)
+        x = z[..., :V]
+        kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)
+        return DifferentiableSample(x, self.decode(x.detach().argmax(-1)), kl)
+
+    def denoising_loss(
+        self, x0: torch.Tensor, *, generator: torch.Generator, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """MDLM's NELBO (Eq. 10, linear schedule) per sequence, averaged with `weights`.
+        Times are stratified over the batch (low-discrepancy sampler, MDLM Sec. 3.5)."""
+        n = x0.shape[0]
+        t = (torch.rand(1, generator=generator) + torch.arange(n) / n) % 1.0
+        t = t.clamp(min=1e-3)[:, None]
+        masked = torch.rand(x0.shape, generator=generator) < t
+        logits = self.denoiser(self._one_hot(torch.where(masked, self.mask_id, x0)))
+        nll = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+        per_sequence = (nll * masked).sum(-1) / t[:, 0] / self.cfg.length
+        if weights is None:
+            return per_sequence.mean()
+        return (weights * per_sequence).sum() / weights.sum()
+
+    # ----- bookkeeping -----------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def frozen_copy(self) -> "MaskedDiffusionModel":
+        frozen = copy.deepcopy(self).eval()
+        frozen.requires_grad_(False)
+        return frozen
+
+    def encode(self, designs: Sequence[str]) -> torch.Tensor:
+        return alpha.encode(designs, self.cfg.alphabet, self.cfg.length)
+
+    def decode(self, x: torch.Tensor) -> list[str]:
+        return alpha.decode(x, self.cfg.alphabet)
+
+    def save(self, path: str | Path) -> None:
+        """Weights as safetensors at `path`, config and metadata as JSON beside it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        tmp.replace(path)
+        meta = {"config": asdict(self.cfg), "metadata": self.metadata}
+        tmp_json = path.with_suffix(".json.tmp")
+        tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp_json.replace(path.with_suffix(".json"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MaskedDiffusionModel":
+        path = Path(path)
+        meta_path = path.with_suffix(".json")
+        if not path.exists() or not meta_path.exists():
+            raise FileNotFoundError(f"no checkpoint at {path} (with {meta_path.name} beside it)")
+        meta = json.loads(meta_path.read_text())
+        model = cls(MDLMConfig(**meta["config"]), meta.get("metadata"))
+        model.load_state_dict(load_file(str(path)))
+        return model

@@ -1,0 +1,40 @@
+"""Every task of every domain, by name; the runner's only way into the domains."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from domains.base import Task, UnknownName
+
+# task name -> (domain, module holding `build(name)` and `pretrain(name, ...)`)
+_MODULES = {"sequences": "domains.sequences.tasks"}
+
+
+def _registry() -> dict[str, tuple[str, str]]:
+    out = {}
+    for module_name in _MODULES.values():
+        module = import_module(module_name)
+        for name in module.EHRLICH_TASKS:
+            out[name] = ("protein", module_name)
+    return out
+
+
+def list_tasks() -> dict[str, str]:
+    """task name -> domain."""
+    return {name: domain for name, (domain, _) in _registry().items()}
+
+
+def _module(name: str):
+    registry = _registry()
+    if name not in registry:
+        raise UnknownName("task", name, registry)
+    return import_module(registry[name][1])
+
+
+def get_task(name: str) -> Task:
+    return _module(name).build(name)
+
+
+def pretrain(name: str, **kwargs: Any) -> dict[str, Any]:
+    return _module(name).pretrain(name, **kwargs)

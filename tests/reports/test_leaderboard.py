@@ -1,0 +1,141 @@
+"""write_report on a tiny fake results tree: 2 methods x 2 seeds of one task."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import write_report
+from reports.metrics import summarise
+
+SPEC, TASK, BUDGET, FLOOR, OPTIMUM = "toy", "ehrlich", 8, 0.0, 1.0
+# method -> seed -> held-out final value; "greedy" sorts first by name but last by value
+FINAL_VALUES = {"greedy": {0: 0.30, 1: 0.50}, "ucb": {0: 0.80, 1: 0.62}}
+
+
+def write_cell(root: Path, method: str, seed: int, final_value: float) -> None:
+    """A finished cell as the runner leaves it: queries.csv, evals.csv, metrics.json."""
+    cell = root / SPEC / TASK / method / f"seed{seed}"
+    cell.mkdir(parents=True)
+    n = 5 + seed  # seeds of different lengths, both short of the budget
+    rewards = [final_value * (i + 1) / n for i in range(n)]
+    log = pd.DataFrame(
+        {
+            "call": pd.array(range(1, n + 1), dtype="Int64"),
+            "round": [1 + i * 2 // n for i in range(n)],
+            "method": method,
+            "seed": seed,
+            "key": [f"{method}{seed}-{i}" for i in range(n)],
+            "reward": rewards,
+            "feasible": True,
+            "charged": True,
+            "cached": False,
+            "wall_s": 0.01,
+        }
+    )
+    log.to_csv(cell / "queries.csv", index=False)
+    pd.DataFrame(
+        {
+            "round": [0, 1, 2],
+            "queries_used": [0, n // 2, n],
+            "value": [0.1, final_value / 2, final_value],
+            "feasible_fraction": [1.0, 1.0, 1.0],
+            "learned_reward": [float("nan"), final_value / 2, final_value * 1.1],
+        }
+    ).to_csv(cell / "evals.csv", index=False)
+    metrics = summarise(log, BUDGET, FLOOR, freq=2) | {
+        "final_value": final_value,
+        "final_feasible": 1.0,
+        "wall_s": 3.0,
+        "task": TASK,
+        "method": method,
+        "seed": seed,
+        "spec": SPEC,
+        "floor": FLOOR,
+        "optimum": OPTIMUM,
+    }
+    (cell / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """The fake tree and what write_report wrote, built once: plotting dominates the run time."""
+    root = tmp_path_factory.mktemp("results")
+    for method, seeds in FINAL_VALUES.items():
+        for seed, value in seeds.items():
+            write_cell(root, method, seed, value)
+    return root, write_report(root)
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    """The body rows of the first Markdown table, as stripped cells."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_report_writes_every_file(report):
+    results, written = report
+    task_dir = results / SPEC / TASK
+    expected = {task_dir / "leaderboard.md", task_dir / "leaderboard.html", task_dir / "curves.png", results / "README.md"}
+    assert set(written) == expected
+    assert all(p.stat().st_size > 0 for p in expected)
+    assert not list(results.rglob("*.tmp"))  # atomic writes leave no temp files behind
+
+
+def test_leaderboard_orders_methods_by_final_value_with_mean_and_std(report):
+    results, _ = report
+    markdown = (results / SPEC / TASK / "leaderboard.md").read_text()
+    rows = table_rows(markdown)
+    assert [r[0] for r in rows] == ["ucb", "greedy"]
+    ucb = list(FINAL_VALUES["ucb"].values())
+    assert rows[0][2] == f"{statistics.mean(ucb):.3f} ± {statistics.stdev(ucb):.3f}"  # 0.710 ± 0.127
+    assert rows[0][1] == "2"
+    assert f"Budget: {BUDGET}" in markdown and "Seeds: 0, 1" in markdown and "Optimum: 1" in markdown
+    assert "ordered by final value" in markdown
+
+
+def test_readme_inlines_the_same_table_and_links_the_curves(report):
+    results, _ = report
+    readme = (results / "README.md").read_text()
+    assert "seiko-bench report" in readme.splitlines()[2]
+    assert table_rows(readme) == table_rows((results / SPEC / TASK / "leaderboard.md").read_text())
+    assert f"({SPEC}/{TASK}/curves.png)" in readme
+
+
+def test_html_page_embeds_table_and_curves(report):
+    results, _ = report
+    page = (results / SPEC / TASK / "leaderboard.html").read_text()
+    assert "<table" in page and 'src="curves.png"' in page and "<title>" in page
+    assert page.index("ucb") < page.index("greedy")
+
+
+def test_curves_are_a_png(report):
+    results, _ = report
+    assert (results / SPEC / TASK / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_single_seed_shows_just_the_mean(tmp_path: Path):
+    write_cell(tmp_path, "ucb", 0, 0.8)
+    write_report(tmp_path)
+    rows = table_rows((tmp_path / SPEC / TASK / "leaderboard.md").read_text())
+    assert rows[0][2] == "0.800"
+
+
+def test_empty_folder_says_to_run_first(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="seiko-bench run") as error:
+        write_report(tmp_path)
+    assert str(tmp_path) in str(error.value)
+
+
+def test_reports_import_neither_domains_nor_algorithms():
+    # Reports read result files only; run in a fresh interpreter so other tests' imports don't count.
+    code = "import sys, reports; print(sorted(m for m in sys.modules if m.split('.')[0] in ('domains', 'algorithms')))"
+    repo = Path(__file__).parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    assert out.stdout.strip() == "[]"
