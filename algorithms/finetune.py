@@ -44,4 +44,4 @@ def finetune_direct(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
-    return {"finetune_reward": float(r.mean()), "finetune_kl": float(kl.mean())}
+    return {"finetune_reward": float(r.detach().mean()), "finetune_kl": float(kl.detach().mean())}

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import random
+import subprocess
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict
@@ -49,6 +51,17 @@ def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, An
         "eval_samples": spec.eval_samples, "auc_freq": spec.auc_freq,
         "config": asdict(resolve_config(method, spec.config.get(method))),
     }
+
+
+def environment() -> dict[str, Any]:
+    """What produced a result: versions, the code's commit, the machine."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
+    except OSError:
+        commit = None
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "machine": platform.machine(), "cpus": os.cpu_count(), "git_commit": commit}
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
@@ -96,9 +109,11 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         bar.update(record.round > 0)
         bar.set_postfix(value=f"{record.value:.3f}", used=record.queries_used)
 
-    loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
-             eval_seed=10_000 + seed, on_round=save)
-    bar.close()
+    try:
+        loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
+                 eval_seed=10_000 + seed, on_round=save)
+    finally:
+        bar.close()  # also on error, so the error line is not glued to an open bar
     metrics = {
         **summarise(oracle.log(), spec.budget, task.oracle.floor, freq=spec.auc_freq),
         "final_value": records[-1].value,
@@ -107,7 +122,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         "wall_s": time.perf_counter() - start,
         "spec": spec.name, "task": task_name, "method": method_name, "seed": seed,
         "floor": task.oracle.floor, "optimum": task.oracle.optimum, "task_info": task.info,
-        "fingerprint": fingerprint(settings), "settings": settings,
+        "fingerprint": fingerprint(settings), "settings": settings, "environment": environment(),
     }
     metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
     atomic_write(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -124,26 +139,26 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
         else:
             todo.append((task, method, seed))
     (out / spec.name).mkdir(parents=True, exist_ok=True)
-    atomic_write(out / spec.name / "spec.json", json.dumps(asdict(spec), indent=2) + "\n")
+    manifest = {"spec": asdict(spec), "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
+    atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if not todo:
         return done
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    bar = tqdm(total=len(todo), desc=f"{spec.name}: {len(done)} cells done before, running", unit="cell")
-    if workers == 1:
-        for cell in todo:
-            done.append(run_cell(spec, *cell, out, threads, progress=True))
-            bar.update()
-        bar.close()
-        return done
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(run_cell, spec, *cell, out, threads) for cell in todo}
-        while pending:
-            finished_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in finished_now:
-                metrics = future.result()  # re-raises a cell's error here, in the parent
-                done.append(metrics)
+    with tqdm(total=len(todo), desc=f"{spec.name}: {len(done)} cells done before, running", unit="cell") as bar:
+        if workers == 1:
+            for cell in todo:
+                done.append(run_cell(spec, *cell, out, threads, progress=True))
                 bar.update()
-                bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: value {metrics['final_value']:.3f}")
-    bar.close()
+            return done
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            pending = {pool.submit(run_cell, spec, *cell, out, threads) for cell in todo}
+            while pending:
+                finished_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in finished_now:
+                    metrics = future.result()  # re-raises a cell's error here, in the parent
+                    done.append(metrics)
+                    bar.update()
+                    bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: "
+                                        f"value {metrics['final_value']:.3f}")
     return done

@@ -1,0 +1,24 @@
+"""Every cell of the shipped specs as a pytest test, marked `bench` (slow):
+`pytest benchmarks -m bench` runs them deliberately, writing under results/
+like `seiko-bench run` does (finished cells are skipped, as there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.runner import cell_dir, run_spec
+from benchmarks.spec import DEFAULT_SPECS, load_spec
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+CELLS = [(name, *cell) for name in DEFAULT_SPECS for cell in load_spec(name).cells()]
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("spec_name,task,method,seed", CELLS, ids=["-".join(map(str, c)) for c in CELLS])
+def test_cell(spec_name: str, task: str, method: str, seed: int) -> None:
+    spec = load_spec(spec_name, [f"tasks=[{task}]", f"methods=[{method}]", f"seeds=[{seed}]"])
+    (metrics,) = run_spec(spec, RESULTS, workers=1)
+    assert metrics["queries_used"] <= spec.budget
+    assert (cell_dir(RESULTS, spec, task, method, seed) / "metrics.json").exists()

@@ -1,0 +1,150 @@
+"""Every registered method, end to end on a tiny CPU run of the one online loop,
+and the registry's errors for names and settings it does not know."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.budgeted_oracle import BudgetedOracle
+from algorithms.loop import run
+from algorithms.method import Context, Feedback
+from algorithms.registry import METHODS, build_method, resolve_config
+from domains.base import OracleOutput
+from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
+
+CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
+ROUNDS = [8, 8]
+BUDGET = sum(ROUNDS)
+FAST = {"finetune_steps": 2, "batch_size": 4, "last_k": 2, "reward_model": {"steps": 5, "hidden": 8}}
+
+
+class CountA:
+    """Reward = number of 'A's; a design containing "DD" is infeasible."""
+
+    name = "count-a"
+    floor = 0.0
+    optimum = float(CFG.length)
+
+    def __call__(self, designs):
+        feasible = np.array(["DD" not in d for d in designs])
+        reward = np.array([float(d.count("A")) for d in designs])
+        return OracleOutput(np.where(feasible, reward, np.nan), feasible)
+
+    def key(self, design):
+        return design
+
+
+def tiny_model(seed: int = 0) -> MaskedDiffusionModel:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return MaskedDiffusionModel(CFG)
+
+
+def tiny_run(name: str):
+    """One tiny run; returns (method, model, initial weights, oracle, records, feedback seen by update)."""
+    model = tiny_model()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    context = Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), CountA.floor, seed=0)
+    method = build_method(name, context, FAST)
+    oracle = BudgetedOracle(CountA(), BUDGET, method=name, seed=0)
+    seen: list[Feedback] = []
+    update = method.update
+
+    def spy(model, data, round):
+        seen.append(Feedback(list(data.designs), data.reward.copy(), data.feasible.copy(), data.round.copy()))
+        return update(model, data, round)
+
+    method.update = spy
+    records = run(method, model, oracle, ROUNDS, floor=CountA.floor, eval_samples=16, eval_seed=123)
+    return method, model, initial, oracle, records, seen
+
+
+@pytest.fixture(scope="module", params=sorted(METHODS))
+def finished(request):
+    return request.param, *tiny_run(request.param)
+
+
+def test_charged_queries_stay_within_the_budget(finished):
+    name, method, model, initial, oracle, records, seen = finished
+    log = oracle.log()
+    assert int(log["charged"].sum()) == oracle.used <= BUDGET
+    assert records[-1].queries_used == oracle.used
+    assert [r.queries_used for r in records] == sorted(r.queries_used for r in records)
+
+
+def test_one_record_for_round_zero_and_one_per_scheduled_round(finished):
+    name, method, model, initial, oracle, records, seen = finished
+    schedule = method.schedule(ROUNDS)
+    assert sum(schedule) == BUDGET
+    assert [r.round for r in records] == list(range(len(schedule) + 1))
+    assert records[0].queries_used == 0
+    for r in records:
+        assert 0.0 <= r.feasible_fraction <= 1.0 and np.isfinite(r.value)
+    assert np.isnan(records[0].learned_reward)  # nothing learned before any query
+    assert all(np.isfinite(r.learned_reward) for r in records[1:])
+    assert {"reward_model_mse", "finetune_reward", "finetune_kl"} <= set(records[-1].diagnostics)
+
+
+def test_method_learns_only_from_queries_in_the_log(finished):
+    name, method, model, initial, oracle, records, seen = finished
+    log = oracle.log()
+    data = seen[-1]
+    assert len(seen) == len(method.schedule(ROUNDS))
+    assert len(data) == len(log)
+    assert data.designs == log["key"].tolist()
+    assert (log["charged"] | log["cached"]).all()
+    assert np.array_equal(data.reward, log["reward"].to_numpy(dtype=float), equal_nan=True)
+    assert data.feasible.tolist() == log["feasible"].tolist()
+    assert data.round.tolist() == log["round"].tolist()
+
+
+def test_fine_tuning_changes_the_models_parameters(finished):
+    name, method, model, initial, oracle, records, seen = finished
+    if getattr(method.cfg, "finetune_steps", 0) < 1:
+        pytest.skip(f"{name} does not fine-tune")
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, initial[k])]
+    assert changed
+
+
+def test_non_adaptive_spends_the_whole_budget_in_one_round():
+    name, method, model, initial, oracle, records, seen = "non-adaptive", *tiny_run("non-adaptive")
+    assert method.schedule(ROUNDS) == [BUDGET]
+    assert len(records) == 2 and len(seen) == 1
+    log = oracle.log()
+    assert len(log) == BUDGET and (log["round"] == 1).all()
+
+
+def test_adaptive_methods_query_every_round():
+    name, method, model, initial, oracle, records, seen = "greedy", *tiny_run("greedy")
+    assert oracle.log()["round"].value_counts().sort_index().tolist() == ROUNDS
+
+
+def test_unknown_method_name_suggests_the_closest():
+    with pytest.raises(ValueError, match="did you mean 'seiko-ucb'"):
+        resolve_config("seiko-ubc")
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ValueError, match="'finetune_step'.*did you mean 'finetune_steps'"):
+        resolve_config("greedy", {"finetune_step": 2})
+
+
+def test_unknown_nested_setting_is_named():
+    with pytest.raises(ValueError, match="'hiden'"):
+        resolve_config("seiko-ucb", {"reward_model": {"hiden": 8}})
+
+
+@pytest.mark.parametrize("name", ["seiko-bootstrap", "seiko-ts"])
+def test_ensemble_optimism_with_one_member_names_the_field(name):
+    with pytest.raises(ValueError, match="ensemble_size"):
+        resolve_config(name, {"reward_model": {"ensemble_size": 1}})
+
+
+def test_settings_are_laid_over_the_variants_defaults():
+    cfg = resolve_config("seiko-ucb", {"reward_model": {"hidden": 8}})
+    assert cfg.optimism == "ucb"
+    assert (cfg.reward_model.hidden, cfg.reward_model.ensemble_size, cfg.reward_model.bootstrap) == (8, 1, False)
+    assert resolve_config("seiko-bootstrap").reward_model.ensemble_size >= 2

@@ -1,0 +1,196 @@
+"""Learned reward models and their optimism: UCB on a Gram matrix that grows with
+data, Thompson draws that are real posterior draws, bootstrap optimism as stated."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from algorithms.reward_models import OptimismConfig, RewardEnsemble, RewardModelConfig, UCBBonus, objective
+
+D = 6
+W = torch.tensor([1.5, -2.0, 0.5, 1.0, 0.0, -1.0])
+
+
+def linear(x: torch.Tensor) -> torch.Tensor:
+    return x @ W + 0.5
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(128, D, generator=torch.Generator().manual_seed(0))
+    return x, linear(x)
+
+
+@pytest.fixture(scope="module")
+def ensemble(data) -> RewardEnsemble:
+    x, y = data
+    model = RewardEnsemble(D, RewardModelConfig(hidden=16, ensemble_size=8, steps=200, batch_size=64, lr=1e-2))
+    model.fit(x, y, torch.Generator().manual_seed(1))
+    return model
+
+
+@pytest.fixture(scope="module")
+def test_points() -> torch.Tensor:
+    return torch.randn(32, D, generator=torch.Generator().manual_seed(2))
+
+
+def test_ensemble_fits_a_linear_function(data, test_points):
+    x, y = data
+    model = RewardEnsemble(D, RewardModelConfig(hidden=16, ensemble_size=4, steps=200, batch_size=64, lr=1e-2))
+    train_mse = model.fit(x, y, torch.Generator().manual_seed(1))
+    assert train_mse < 0.05 * float(y.var())
+    with torch.no_grad():
+        test_mse = float(((model.members(test_points).mean(0) - linear(test_points)) ** 2).mean())
+    assert test_mse < 0.1 * float(y.var())
+
+
+def test_predictions_are_in_reward_units(data):
+    # Targets far from zero mean and unit scale come back on their own scale.
+    x, y = data
+    model = RewardEnsemble(D, RewardModelConfig(hidden=16, ensemble_size=2, steps=200, batch_size=64, lr=1e-2))
+    model.fit(x, 100.0 + 10.0 * y, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        pred = model.members(x).mean(0)
+    assert abs(float(pred.mean()) - float((100.0 + 10.0 * y).mean())) < 2.0
+
+
+def test_unfitted_model_refuses_to_predict():
+    with pytest.raises(RuntimeError, match="not been fitted"):
+        RewardEnsemble(D, RewardModelConfig()).members(torch.zeros(1, D))
+
+
+def test_ucb_bonus_shrinks_when_queries_near_x_are_added(ensemble, data):
+    # The property the released SEIKO code (normalised torch.cov) breaks: the same
+    # fitted network, two training sets, one with extra queries at and around x.
+    x_train, _ = data
+    x = torch.tensor([[2.0, 2.0, -2.0, 0.0, 1.0, -1.0]])
+    near = x + 0.01 * torch.randn(20, D, generator=torch.Generator().manual_seed(3))
+    before = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=1e9)
+    after = UCBBonus(ensemble, torch.cat([x_train, x.expand(5, D), near]), c=1.0, lam=1e-3, clip=1e9)
+    b0, b1 = float(before(x)), float(after(x))
+    assert b0 > 0
+    assert b1 < 0.7 * b0
+
+
+def test_ucb_bonus_never_grows_when_data_is_added(ensemble, data, test_points):
+    x_train, _ = data
+    extra = torch.randn(40, D, generator=torch.Generator().manual_seed(4))
+    before = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=1e9)
+    after = UCBBonus(ensemble, torch.cat([x_train, extra]), c=1.0, lam=1e-3, clip=1e9)
+    assert (after(test_points) <= before(test_points) + 1e-6).all()
+
+
+def test_ucb_bonus_is_larger_far_from_data_than_at_data(ensemble, data):
+    x_train, _ = data
+    bonus = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=1e9)
+    far = 6.0 * torch.randn(16, D, generator=torch.Generator().manual_seed(5))
+    assert float(bonus(far).median()) > 3.0 * float(bonus(x_train).mean())
+
+
+def test_ucb_bonus_is_clipped(ensemble, data):
+    x_train, _ = data
+    far = 6.0 * torch.randn(16, D, generator=torch.Generator().manual_seed(5))
+    unclipped = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=1e9)(far)
+    clip = float(unclipped.median())
+    clipped = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=clip)(far)
+    assert (clipped <= clip + 1e-6).all()
+    assert torch.allclose(clipped, unclipped.clamp(max=clip))
+    assert (clipped == clip).any() and (clipped < clip).any()
+
+
+def test_ucb_objective_is_mean_plus_bonus_on_the_training_designs(ensemble, data, test_points):
+    x_train, _ = data
+    cfg = OptimismConfig(bonus_scale=0.5, bonus_lambda=1e-2, bonus_clip=10.0)
+    ucb = objective(ensemble, "ucb", cfg, torch.Generator().manual_seed(0))
+    bonus = UCBBonus(ensemble, x_train, c=0.5, lam=1e-2, clip=10.0)
+    with torch.no_grad():
+        expected = ensemble.members(test_points).mean(0) + bonus(test_points)
+        assert torch.allclose(ucb(test_points), expected, atol=1e-5)
+
+
+def _thompson_draws(ensemble, n: int) -> list:
+    return [objective(ensemble, "ts", OptimismConfig(), torch.Generator().manual_seed(s)) for s in range(n)]
+
+
+def test_thompson_draw_is_one_ensemble_member(ensemble, test_points):
+    with torch.no_grad():
+        members = ensemble.members(test_points)
+        for draw in _thompson_draws(ensemble, 5):
+            value = draw(test_points)
+            assert any(torch.equal(value, member) for member in members)
+
+
+def test_two_thompson_draws_differ_measurably(ensemble, test_points):
+    # SEIKO-TS's released version adds ~1e-8 SGLD noise: Greedy in disguise.
+    with torch.no_grad():
+        members = ensemble.members(test_points)
+        spread = float(members.std(0).mean())
+        values = [draw(test_points) for draw in _thompson_draws(ensemble, 20)]
+        distinct = {tuple(v.tolist()) for v in values}
+        assert len(distinct) >= 2
+        a, b = (torch.tensor(v) for v in list(distinct)[:2])
+        assert float((a - b).abs().mean()) > 0.25 * spread
+        assert spread > 1e-2  # a real spread, not numerical noise
+        for v in values:
+            assert float((v - members.mean(0)).abs().mean()) > 0.1 * spread
+
+
+def test_thompson_draws_spread_like_the_ensemble(ensemble, test_points):
+    points = test_points[:6]
+    with torch.no_grad():
+        draws = torch.stack([draw(points) for draw in _thompson_draws(ensemble, 400)])
+        members = ensemble.members(points)
+    # Each draw is a uniformly chosen member: over many draws the spread at a
+    # point is the ensemble's (population) standard deviation there.
+    assert torch.allclose(draws.std(0), members.std(0, unbiased=False), rtol=0.15)
+    assert torch.allclose(draws.mean(0), members.mean(0), atol=0.15 * float(members.std(0).max()))
+
+
+def test_bootstrap_optimism_is_mean_plus_k_std(ensemble, test_points):
+    cfg = OptimismConfig(bootstrap_rule="mean_std", std_weight=2.0)
+    with torch.no_grad():
+        members = ensemble.members(test_points)
+        value = objective(ensemble, "bootstrap", cfg, torch.Generator())(test_points)
+    assert torch.allclose(value, members.mean(0) + 2.0 * members.std(0), atol=1e-5)
+    assert (value > members.mean(0)).all()
+
+
+def test_bootstrap_max_rule_is_the_max_over_members(ensemble, test_points):
+    with torch.no_grad():
+        value = objective(ensemble, "bootstrap", OptimismConfig(bootstrap_rule="max"), torch.Generator())(test_points)
+        assert torch.equal(value, ensemble.members(test_points).max(0).values)
+
+
+def test_no_optimism_is_the_ensemble_mean(ensemble, test_points):
+    with torch.no_grad():
+        value = objective(ensemble, "none", OptimismConfig(), torch.Generator())(test_points)
+        assert torch.allclose(value, ensemble.members(test_points).mean(0))
+
+
+def test_unknown_optimism_is_rejected(ensemble):
+    with pytest.raises(ValueError, match="unknown optimism 'thompson'"):
+        objective(ensemble, "thompson", OptimismConfig(), torch.Generator())
+
+
+@pytest.mark.parametrize(
+    "optimism, cfg",
+    [("none", OptimismConfig()), ("ucb", OptimismConfig(bonus_scale=1.0, bonus_clip=1e9)),
+     ("bootstrap", OptimismConfig()), ("bootstrap", OptimismConfig(bootstrap_rule="max")), ("ts", OptimismConfig())],
+    ids=["none", "ucb", "bootstrap-mean-std", "bootstrap-max", "ts"],
+)
+def test_objective_is_differentiable_in_x(ensemble, test_points, optimism, cfg):
+    x = test_points.clone().requires_grad_(True)
+    value = objective(ensemble, optimism, cfg, torch.Generator().manual_seed(0))(x)
+    assert value.shape == (len(x),)
+    value.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+    # The ensemble's own weights stay frozen after fitting.
+    assert not any(p.requires_grad for p in ensemble.net.parameters())
+
+
+@pytest.mark.parametrize("field", ["hidden", "ensemble_size", "steps", "batch_size"])
+def test_reward_model_config_rejects_non_positive_sizes(field):
+    with pytest.raises(ValueError, match=field):
+        RewardModelConfig(**{field: 0})

@@ -1,0 +1,162 @@
+"""`seiko-bench` list / run / report, and its one-line errors on bad input.
+
+Every bad command is run against a results folder that already holds a
+finished tiny cell and its report, and must leave those files as they were.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.cli import main
+from domains.base import OracleOutput
+from domains.sequences.ehrlich import Ehrlich
+
+TASK = "ehrlich-l32-c2-k4"
+METHODS = ["seiko-ucb", "seiko-bootstrap", "seiko-ts", "greedy", "non-adaptive"]
+TINY = [
+    "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]",
+    "--set", "eval_samples=8", "--set", "auc_freq=4",
+    "--set", "config.greedy.finetune_steps=1", "--set", "config.greedy.batch_size=4",
+    "--set", "config.greedy.reward_model.steps=5",
+    "--workers", "1",
+]  # fmt: skip
+ERROR = "seiko-bench: error: "
+
+
+def snapshot(out: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under `out` but the per-invocation manifest: (mtime, bytes)."""
+    return {
+        str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+
+
+def error_line(err: str) -> str:
+    """The one error line a failed command ends stderr with, on a line of its own
+    (not glued to a progress bar left open); no traceback above it."""
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count(ERROR) == 1, repr(err)
+    line = err[:-1].rpartition("\n")[2]
+    assert line.startswith(ERROR) and "\r" not in line and "\x1b" not in line, repr(err)
+    return line
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A results folder with one finished tiny greedy cell and its report."""
+    out = tmp_path_factory.mktemp("results")
+    assert main(["run", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_list_shows_tasks_methods_and_specs(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    tasks, methods, specs = out.split("tasks (domain):")[1], out.split("methods:")[1], out.split("specs:")[1]
+    assert f"{TASK}  (protein)" in tasks
+    for method in METHODS:
+        assert f"  {method} " in methods
+    assert "protein  (default)" in specs
+
+
+def test_run_writes_the_cell_and_the_report(finished):
+    folder = finished / "protein" / TASK
+    assert {p.name for p in (folder / "greedy" / "seed0").iterdir()} == {"queries.csv", "evals.csv", "metrics.json"}
+    assert (folder / "leaderboard.md").exists() and (folder / "curves.png").exists()
+    assert (finished / "README.md").exists()
+
+
+def test_report_writes_leaderboard_and_curves_per_task(finished, capsys):
+    folder = finished / "protein" / TASK
+    for name in ("leaderboard.md", "curves.png"):
+        (folder / name).unlink()
+    assert main(["report", str(finished)]) == 0
+    assert "report:" in capsys.readouterr().out
+    leaderboard = (folder / "leaderboard.md").read_text()
+    assert f"protein / {TASK}" in leaderboard and "greedy" in leaderboard
+    assert (folder / "curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_report_without_finished_cells_is_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished cells" in error_line(capsys.readouterr().err)
+
+
+def bad_yaml(tmp_path: Path) -> list[str]:
+    path = tmp_path / "broken.yaml"
+    path.write_text(f"tasks: [{TASK}]\nmethods: [greedy\nseeds: [0]\nrounds: [8, 8]\n")
+    return [str(path)]
+
+
+BAD_INPUTS = {
+    "malformed-yaml": (bad_yaml, "malformed YAML in"),
+    "unknown-task": (lambda _: ["--set", "tasks=[ehrlich-l32-c2-k5]"],
+                     f"unknown task 'ehrlich-l32-c2-k5'; did you mean '{TASK}'?"),
+    "unknown-method": (lambda _: ["--set", "methods=[greedi]"], "unknown method 'greedi'; did you mean 'greedy'?"),
+    "unknown-spec": (lambda _: ["protien"], "unknown spec 'protien'; did you mean 'protein'?"),
+    "unknown-setting": (lambda _: ["--set", "config.greedy.kl_wieght=1"], "unknown setting of greedy 'kl_wieght'"),
+    "budget-below-one-round": (lambda _: ["--set", "budget=4"], "budget 4 is smaller than one round (8 queries)"),
+    "budget-not-sum-of-rounds": (lambda _: ["--set", "budget=12"], "sum to 16 but budget is 12"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_is_one_line_error_and_keeps_earlier_results(name, finished, tmp_path, capsys):
+    make_args, message = BAD_INPUTS[name]
+    before = snapshot(finished)
+    manifest = (finished / "protein" / "manifest.json").read_bytes()
+    assert main(["run", "--out", str(finished), *TINY, *make_args(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert message in error_line(captured.err)
+    assert captured.err.count("\n") == 1  # rejected before any cell started: nothing else on stderr
+    assert snapshot(finished) == before
+    assert (finished / "protein" / "manifest.json").read_bytes() == manifest  # nothing ran at all
+
+
+def raises(self, designs):
+    raise RuntimeError("lab robot on fire")
+
+
+def nan_for_feasible(self, designs):
+    return OracleOutput(reward=np.full(len(designs), math.nan), feasible=np.ones(len(designs), dtype=bool))
+
+
+@pytest.mark.parametrize(
+    "oracle, message",
+    [
+        (raises, "raised RuntimeError on a batch of 8: lab robot on fire"),
+        (nan_for_feasible, "returned a non-finite reward (nan) for feasible design 0"),
+    ],
+    ids=["raises", "nan"],
+)
+def test_failing_oracle_is_one_line_error_and_keeps_earlier_results(oracle, message, finished, monkeypatch, capsys):
+    before = snapshot(finished)
+    monkeypatch.setattr(Ehrlich, "__call__", oracle)
+    # seed 1 is a new cell, so the oracle is really asked (seed 0 is finished and skipped).
+    assert main(["run", "--out", str(finished), *TINY, "--set", "seeds=[0,1]"]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"{ERROR}oracle 'ehrlich-v20-l32-c2-k4") and message in line
+    assert {k: v for k, v in snapshot(finished).items() if "seed1" not in k} == before
+    assert not (finished / "protein" / TASK / "greedy" / "seed1" / "metrics.json").exists()
+
+
+def test_console_script_prints_one_line_and_exits_non_zero(finished):
+    script = Path(sys.executable).parent / "seiko-bench"
+    before = snapshot(finished)
+    result = subprocess.run(
+        [str(script), "run", "--out", str(finished), *TINY, "--set", "methods=[greedy,seiko-tss]"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"{ERROR}unknown method 'seiko-tss'; did you mean 'seiko-ts'?"]
+    assert result.stdout == ""
+    assert snapshot(finished) == before

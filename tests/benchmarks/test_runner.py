@@ -1,0 +1,162 @@
+"""The runner on real tiny runs: the results schema, and resuming.
+
+One greedy cell of the shipped `protein` spec, shrunk to two rounds of 8
+queries, runs once per module; the resume tests work on copies of its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.cli import main
+
+TASK = "ehrlich-l32-c2-k4"
+TINY = [
+    "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]",
+    "--set", "eval_samples=8", "--set", "auc_freq=4",
+    "--set", "config.greedy.finetune_steps=1", "--set", "config.greedy.batch_size=4",
+    "--set", "config.greedy.reward_model.steps=5",
+    "--workers", "1", "--no-report",
+]  # fmt: skip
+QUERY_COLUMNS = ["call", "round", "key", "reward", "feasible"]
+METRIC_KEYS = ["budget", "queries_used", "auc_top10", "best", "top10", "final_value", "final_feasible", "wall_s"]
+
+
+def run(out: Path, *extra: str) -> int:
+    return main(["run", "--out", str(out), *TINY, *extra])
+
+
+def cell(out: Path, method: str = "greedy", seed: int = 0) -> Path:
+    return out / "protein" / TASK / method / f"seed{seed}"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A results folder holding one finished tiny cell."""
+    out = tmp_path_factory.mktemp("results")
+    assert run(out) == 0
+    return out
+
+
+@pytest.fixture
+def copy_of_finished(finished, tmp_path) -> Path:
+    out = tmp_path / "results"
+    shutil.copytree(finished, out)
+    return out
+
+
+def test_cell_folder_holds_the_three_result_files(finished):
+    assert sorted(p.name for p in cell(finished).iterdir()) == ["evals.csv", "metrics.json", "queries.csv"]
+    assert (finished / "protein" / "manifest.json").exists()
+
+
+def test_queries_csv_logs_every_charged_query_in_call_order(finished):
+    log = pd.read_csv(cell(finished) / "queries.csv", keep_default_na=False, dtype=str)
+    assert set(QUERY_COLUMNS) <= set(log.columns)
+    charged = log[log["charged"] == "True"]
+    assert [int(c) for c in charged["call"]] == list(range(1, len(charged) + 1))  # 1-based, among charged only
+    assert (log.loc[log["charged"] == "False", "call"] == "").all()
+    assert len(log) == 16 and sorted(set(log["round"])) == ["1", "2"]
+    assert (log.groupby("round").size() == 8).all()
+    metrics = json.loads((cell(finished) / "metrics.json").read_text())
+    assert metrics["queries_used"] == len(charged) <= metrics["budget"] == 16
+
+
+def test_queries_csv_reward_is_empty_exactly_when_infeasible(finished):
+    log = pd.read_csv(cell(finished) / "queries.csv", keep_default_na=False, dtype=str)
+    assert set(log["feasible"]) <= {"True", "False"}
+    infeasible = log["feasible"] == "False"
+    assert (log.loc[infeasible, "reward"] == "").all()
+    feasible_rewards = log.loc[~infeasible, "reward"].astype(float)
+    assert feasible_rewards.between(0.0, 1.0).all()  # Ehrlich rewards lie in [0, 1]
+    assert log["key"].str.fullmatch(r"[A-Z]{32}").all()  # a design of length L=32 is its own key
+
+
+def test_metrics_json_summarises_the_query_log_and_last_round(finished):
+    metrics = json.loads((cell(finished) / "metrics.json").read_text())
+    for key in METRIC_KEYS:
+        assert key in metrics, key
+        assert isinstance(metrics[key], (int, float)), (key, metrics[key])
+    log = pd.read_csv(cell(finished) / "queries.csv")
+    charged = log[log["charged"]]
+    scores = charged["reward"].where(charged["feasible"], metrics["floor"])
+    assert metrics["best"] == pytest.approx(scores.max())
+    assert metrics["top10"] == pytest.approx(scores.nlargest(10).mean())
+    assert metrics["floor"] <= metrics["auc_top10"] <= metrics["top10"]
+    evals = pd.read_csv(cell(finished) / "evals.csv")
+    assert evals["round"].tolist() == [0, 1, 2] and evals["queries_used"].tolist() == [0, 8, 16]
+    assert metrics["final_value"] == pytest.approx(evals["value"].iloc[-1])
+    assert metrics["final_feasible"] == pytest.approx(evals["feasible_fraction"].iloc[-1])
+    assert metrics["wall_s"] > 0
+    assert (metrics["task"], metrics["method"], metrics["seed"]) == (TASK, "greedy", 0)
+    assert metrics["settings"]["rounds"] == [8, 8] and metrics["settings"]["config"]["finetune_steps"] == 1
+
+
+def test_finished_cell_is_skipped(copy_of_finished, capsys):
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in cell(copy_of_finished).iterdir()}
+    start = time.perf_counter()
+    assert run(copy_of_finished) == 0
+    assert time.perf_counter() - start < 5  # a cell takes longer than this; a skip only reads metrics.json
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in cell(copy_of_finished).iterdir()} == before
+    manifest = json.loads((copy_of_finished / "protein" / "manifest.json").read_text())
+    assert manifest["cells_done_before"] == 1 and manifest["cells_run"] == []
+    assert "protein: 1 cells finished" in capsys.readouterr().out
+
+
+def test_killed_cell_is_rerun_from_scratch(finished, copy_of_finished):
+    folder = cell(copy_of_finished)
+    complete = (folder / "queries.csv").read_text()
+    # What a kill after round 1 leaves: the logs of round 1 and no metrics.json.
+    partial = complete.splitlines(keepends=True)[:5]
+    (folder / "queries.csv").write_text("".join(partial))
+    (folder / "evals.csv").write_text("".join((folder / "evals.csv").read_text().splitlines(keepends=True)[:2]))
+    (folder / "metrics.json").unlink()
+    assert run(copy_of_finished) == 0
+    log = pd.read_csv(folder / "queries.csv")
+    assert len(log) == 16 and log["call"].tolist() == list(range(1, 17))
+    assert pd.read_csv(folder / "evals.csv")["round"].tolist() == [0, 1, 2]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["queries_used"] == 16
+    # Same seed, same settings: the restarted cell asks exactly what the uninterrupted one asked.
+    assert log["key"].tolist() == pd.read_csv(cell(finished) / "queries.csv")["key"].tolist()
+    manifest = json.loads((copy_of_finished / "protein" / "manifest.json").read_text())
+    assert manifest["cells_done_before"] == 0 and manifest["cells_run"] == [[TASK, "greedy", 0]]
+
+
+def test_cell_finished_with_other_settings_is_refused_without_rerun(copy_of_finished, capsys):
+    folder = cell(copy_of_finished)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert run(copy_of_finished, "--set", "eval_samples=4") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("seiko-bench: error: ")
+    assert f"{folder} was finished with other settings; pass --rerun" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_rerun_replaces_a_cell_finished_with_other_settings(copy_of_finished):
+    folder = cell(copy_of_finished)
+    old = json.loads((folder / "metrics.json").read_text())
+    assert run(copy_of_finished, "--set", "eval_samples=4", "--rerun") == 0
+    new = json.loads((folder / "metrics.json").read_text())
+    assert new["settings"]["eval_samples"] == 4 and new["fingerprint"] != old["fingerprint"]
+    assert len(pd.read_csv(folder / "queries.csv")) == 16
+
+
+def test_parallel_workers_run_every_cell(tmp_path):
+    out = tmp_path / "results"
+    extra = ["--set", "methods=[greedy,non-adaptive]", "--workers", "2",
+             "--set", "config.non-adaptive.finetune_steps=1", "--set", "config.non-adaptive.batch_size=4",
+             "--set", "config.non-adaptive.reward_model.steps=5"]  # fmt: skip
+    assert run(out, *extra) == 0
+    for method in ("greedy", "non-adaptive"):
+        metrics = json.loads((cell(out, method) / "metrics.json").read_text())
+        assert metrics["method"] == method and 0 < metrics["queries_used"] <= metrics["budget"] == 16
+    manifest = json.loads((out / "protein" / "manifest.json").read_text())
+    assert len(manifest["cells_run"]) == 2

@@ -1,0 +1,170 @@
+"""Specs: YAML plus `--set` overrides, checked before any cell runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from algorithms.registry import resolve_config
+from benchmarks.spec import SpecError, load_spec
+from domains.base import UnknownName
+
+TASK = "ehrlich-l32-c2-k4"
+MINIMAL = f"tasks: [{TASK}]\nmethods: [greedy, seiko-ucb]\nseeds: [0, 1]\nrounds: [8, 16]\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "mini.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_fill_name_budget_and_evaluation(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL))
+    assert spec.name == "mini"  # the file's stem names the results folder
+    assert spec.budget == 24  # sum(rounds)
+    assert (spec.eval_samples, spec.auc_freq) == (256, 100)
+    assert spec.config == {} and spec.description == ""
+
+
+def test_shipped_spec_loads_by_name():
+    spec = load_spec("protein")
+    assert spec.name == "protein"
+    assert spec.tasks == [TASK]
+    assert spec.budget == sum(spec.rounds) == 1920
+
+
+def test_cells_are_every_task_method_seed(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL))
+    assert spec.cells() == [(TASK, "greedy", 0), (TASK, "greedy", 1), (TASK, "seiko-ucb", 0), (TASK, "seiko-ucb", 1)]
+
+
+def test_set_overrides_top_level_fields_as_yaml(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL), ["seeds=[3]", "rounds=[4, 4, 4]", "eval_samples=8", "name=smoke"])
+    assert spec.seeds == [3]
+    assert spec.rounds == [4, 4, 4] and spec.budget == 12
+    assert spec.eval_samples == 8
+    assert spec.name == "smoke"
+
+
+def test_set_overrides_nested_config_keeping_the_other_defaults(tmp_path):
+    path = write(tmp_path, MINIMAL + "config:\n  greedy:\n    finetune_steps: 7\n")
+    spec = load_spec(path, ["config.greedy.kl_weight=0.5", "config.greedy.reward_model.steps=5"])
+    assert spec.config == {"greedy": {"finetune_steps": 7, "kl_weight": 0.5, "reward_model": {"steps": 5}}}
+    cfg = resolve_config("greedy", spec.config["greedy"])
+    assert (cfg.finetune_steps, cfg.kl_weight, cfg.reward_model.steps) == (7, 0.5, 5)
+    assert cfg.optimism == "none" and cfg.reward_model.ensemble_size == 1  # greedy's own defaults survive
+
+
+def test_later_set_wins(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL), ["seeds=[1]", "seeds=[2]"])
+    assert spec.seeds == [2]
+
+
+@pytest.mark.parametrize("assignment", ["seeds", "=3", "seeds=[0"])
+def test_malformed_set_is_rejected(tmp_path, assignment):
+    with pytest.raises(SpecError, match="--set"):
+        load_spec(write(tmp_path, MINIMAL), [assignment])
+
+
+def test_set_through_a_non_mapping_is_rejected(tmp_path):
+    with pytest.raises(SpecError, match="seeds is not a mapping"):
+        load_spec(write(tmp_path, MINIMAL), ["seeds.x=1"])
+
+
+def test_unknown_spec_field_suggests_the_closest(tmp_path):
+    with pytest.raises(UnknownName, match=r"unknown spec field 'seed'; did you mean 'seeds'\?"):
+        load_spec(write(tmp_path, MINIMAL + "seed: [0]\n"))
+
+
+def test_unknown_field_from_set_is_rejected(tmp_path):
+    with pytest.raises(UnknownName, match="'evals_samples'; did you mean 'eval_samples'"):
+        load_spec(write(tmp_path, MINIMAL), ["evals_samples=8"])
+
+
+@pytest.mark.parametrize("rounds", ["[0, 8]", "[8, -1]", "[8, 2.5]", "[8, '8']"])
+def test_rounds_must_be_positive_integers(tmp_path, rounds):
+    with pytest.raises(SpecError, match="rounds must be positive integers"):
+        load_spec(write(tmp_path, MINIMAL), [f"rounds={rounds}"])
+
+
+@pytest.mark.parametrize("rounds", ["[]", "8"])
+def test_rounds_must_be_a_non_empty_list(tmp_path, rounds):
+    with pytest.raises(SpecError, match="rounds must be a non-empty list"):
+        load_spec(write(tmp_path, MINIMAL), [f"rounds={rounds}"])
+
+
+def test_budget_must_equal_the_sum_of_rounds(tmp_path):
+    with pytest.raises(SpecError, match=r"rounds \[8, 16\] sum to 24 but budget is 30"):
+        load_spec(write(tmp_path, MINIMAL), ["budget=30"])
+
+
+def test_budget_smaller_than_one_round_is_rejected(tmp_path):
+    with pytest.raises(SpecError, match=r"budget 4 is smaller than one round \(8 queries\)"):
+        load_spec(write(tmp_path, MINIMAL), ["budget=4"])
+
+
+def test_budget_equal_to_the_sum_is_accepted(tmp_path):
+    assert load_spec(write(tmp_path, MINIMAL), ["budget=24"]).budget == 24
+
+
+@pytest.mark.parametrize("field", ["eval_samples", "auc_freq"])
+def test_eval_samples_and_auc_freq_must_be_positive(tmp_path, field):
+    with pytest.raises(SpecError, match="eval_samples and auc_freq must be >= 1"):
+        load_spec(write(tmp_path, MINIMAL), [f"{field}=0"])
+
+
+@pytest.mark.parametrize(
+    "setting, named",
+    [
+        ("config.greedy.kl_wieght=0.1",
+         r"config of greedy: unknown setting of greedy 'kl_wieght'; did you mean 'kl_weight'"),
+        ("config.greedy.reward_model.stepz=5", r"unknown setting of greedy.reward_model 'stepz'; did you mean 'steps'"),
+    ],
+)
+def test_unknown_setting_in_a_method_config_is_named(tmp_path, setting, named):
+    with pytest.raises(SpecError, match=named):
+        load_spec(write(tmp_path, MINIMAL), [setting])
+
+
+def test_config_of_an_unknown_method_suggests_the_closest(tmp_path):
+    with pytest.raises(UnknownName, match="unknown method in config 'greddy'; did you mean 'greedy'"):
+        load_spec(write(tmp_path, MINIMAL), ["config.greddy.kl_weight=0.1"])
+
+
+def test_unknown_task_suggests_the_closest(tmp_path):
+    with pytest.raises(UnknownName, match=f"unknown task 'ehrlich-l32-c2-k5'; did you mean '{TASK}'"):
+        load_spec(write(tmp_path, MINIMAL), ["tasks=[ehrlich-l32-c2-k5]"])
+
+
+def test_unknown_method_suggests_the_closest(tmp_path):
+    with pytest.raises(UnknownName, match="unknown method 'seiko-ucbb'; did you mean 'seiko-ucb'"):
+        load_spec(write(tmp_path, MINIMAL), ["methods=[greedy, seiko-ucbb]"])
+
+
+def test_unknown_spec_name_suggests_the_closest_shipped_spec():
+    with pytest.raises(UnknownName, match="unknown spec 'protien'; did you mean 'protein'"):
+        load_spec("protien")
+
+
+def test_missing_spec_file_is_named(tmp_path):
+    with pytest.raises(SpecError, match="no spec file at .*nowhere.yaml"):
+        load_spec(tmp_path / "nowhere.yaml")
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    path = write(tmp_path, MINIMAL + "methods: [greedy\n", "broken.yaml")
+    with pytest.raises(SpecError, match=r"malformed YAML in .*broken.yaml line \d+"):
+        load_spec(path)
+
+
+def test_yaml_that_is_not_a_mapping_is_rejected(tmp_path):
+    with pytest.raises(SpecError, match="must be a YAML mapping of fields, got list"):
+        load_spec(write(tmp_path, "- greedy\n- seiko-ucb\n"))
+
+
+def test_missing_required_field_is_a_spec_error(tmp_path):
+    with pytest.raises(SpecError, match="rounds"):
+        load_spec(write(tmp_path, MINIMAL.replace("rounds: [8, 16]\n", "")))
+
