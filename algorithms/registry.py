@@ -47,15 +47,29 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_fields(config_cls: type, settings: dict[str, Any], where: str) -> None:
-    """Unknown settings are a clear error, nested config dataclasses included."""
+def _check_fields(config_cls: type, settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """Settings checked against the config's fields, nested configs included.
+
+    Unknown names are a clear error, and so are numbers of the wrong kind. YAML
+    1.1 reads `1e-3` as a string, so a float field accepts a numeric string."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    out = {}
     for key, value in settings.items():
         if key not in fields:
             raise UnknownName(f"setting of {where}", key, fields)
+        kind = fields[key].type
         inner = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
         if isinstance(value, dict) and inner is not None and dataclasses.is_dataclass(inner):
-            _check_fields(inner, value, f"{where}.{key}")
+            value = _check_fields(inner, value, f"{where}.{key}")
+        elif kind == "float" and not isinstance(value, bool):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}.{key} must be a number, got {value!r}") from None
+        elif kind == "int" and (type(value) is not int):
+            raise ValueError(f"{where}.{key} must be an integer, got {value!r}")
+        out[key] = value
+    return out
 
 
 def resolve_config(name: str, settings: dict[str, Any] | None = None) -> Any:
@@ -63,8 +77,7 @@ def resolve_config(name: str, settings: dict[str, Any] | None = None) -> Any:
     if name not in METHODS:
         raise UnknownName("method", name, METHODS)
     entry = METHODS[name]
-    merged = _merge(entry.defaults, settings or {})
-    _check_fields(entry.config_cls, merged, name)
+    merged = _check_fields(entry.config_cls, _merge(entry.defaults, settings or {}), name)
     return entry.config_cls(**merged)
 
 

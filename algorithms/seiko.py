@@ -89,6 +89,9 @@ class Seiko:
         x = self.ctx.featuriser(data.designs)
         mse = self.reward_model.fit(x, data.targets(self.ctx.floor), self.generator)
         reward = objective(self.reward_model, self.cfg.optimism, self.cfg.bonus, self.generator)
+        with torch.no_grad():  # how much optimism adds where this round's queries are: a diagnostic
+            latest = x[torch.as_tensor(data.round == round)]
+            gap = float((reward(latest) - self.reward_model.members(latest).mean(0)).mean())
         featurise = self.ctx.featuriser.relaxed
         stats = finetune_direct(
             model,
@@ -101,7 +104,7 @@ class Seiko:
             lr=self.cfg.lr,
             generator=self.generator,
         )
-        return {"reward_model_mse": mse, **stats}
+        return {"reward_model_mse": mse, "optimism_gap": gap, **stats}
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         if self.reward_model.net is None:

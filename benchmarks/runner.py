@@ -79,15 +79,18 @@ def finished(folder: Path, settings: dict[str, Any], rerun: bool) -> bool:
     return True
 
 
-def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path, threads: int = 1,
+def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
              progress: bool = False) -> dict[str, Any]:
-    """Run one cell from scratch and write its three files; returns its metrics."""
+    """Run one cell from scratch and write its three files; returns its metrics.
+
+    One torch thread per cell: cells run one per core, and oversubscribed torch
+    threads on a busy machine are many times slower, not a little."""
     folder = cell_dir(out, spec, task_name, method_name, seed)
     settings = cell_settings(spec, task_name, method_name, seed)
     folder.mkdir(parents=True, exist_ok=True)
     for name in CELL_FILES:
         (folder / name).unlink(missing_ok=True)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
@@ -144,15 +147,14 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
     if not todo:
         return done
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with tqdm(total=len(todo), desc=f"{spec.name}: {len(done)} cells done before, running", unit="cell") as bar:
         if workers == 1:
             for cell in todo:
-                done.append(run_cell(spec, *cell, out, threads, progress=True))
+                done.append(run_cell(spec, *cell, out, progress=True))
                 bar.update()
             return done
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            pending = {pool.submit(run_cell, spec, *cell, out, threads) for cell in todo}
+            pending = {pool.submit(run_cell, spec, *cell, out) for cell in todo}
             while pending:
                 finished_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in finished_now:

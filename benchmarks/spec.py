@@ -56,7 +56,7 @@ class Spec:
             value = getattr(self, name)
             if not isinstance(value, list) or not value:
                 raise SpecError(f"spec {self.name!r}: {name} must be a non-empty list, got {value!r}")
-        if any(not isinstance(n, int) or n < 1 for n in self.rounds):
+        if any(type(n) is not int or n < 1 for n in self.rounds):
             raise SpecError(f"spec {self.name!r}: rounds must be positive integers, got {self.rounds}")
         if self.budget is None:
             self.budget = sum(self.rounds)
