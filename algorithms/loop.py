@@ -37,6 +37,7 @@ class RoundRecord:
     value: float  # mean oracle reward of held-out samples, infeasible = floor (SEIKO's "Value")
     feasible_fraction: float
     learned_reward: float  # the method's own reward model on the same samples (NaN if none)
+    learned_corr: float  # Pearson correlation of the learned and the oracle's reward there (NaN if none)
     wall_s: float
     peak_rss_mb: float
     diagnostics: dict[str, float] = field(default_factory=dict)
@@ -46,16 +47,18 @@ class RoundRecord:
         return {**{k: v for k, v in out.items() if k != "diagnostics"}, **self.diagnostics}
 
 
-def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int, seed: int) -> tuple[float, float, float]:
-    """(value, feasible fraction, mean learned reward) of n held-out samples."""
+def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int, seed: int) -> tuple[float, ...]:
+    """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation)
+    of n held-out samples: the gap between the two rewards is over-optimisation."""
     designs = sample_in_chunks(model, n, torch.Generator().manual_seed(seed)).designs
     reward, feasible = ask_oracle(oracle, designs)
+    score = np.where(feasible, reward, floor)
     learned = method.predict(designs)
-    return (
-        float(np.where(feasible, reward, floor).mean()),
-        float(feasible.mean()),
-        float(np.mean(learned)) if learned is not None else float("nan"),
-    )
+    if learned is None:
+        return float(score.mean()), float(feasible.mean()), float("nan"), float("nan")
+    spread = score.std() > 0 and np.std(learned) > 0
+    corr = float(np.corrcoef(learned, score)[0, 1]) if spread else float("nan")
+    return float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr
 
 
 def run(
@@ -73,9 +76,9 @@ def run(
     data, records = Feedback(), []
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
-        value, feasible, learned = evaluate(model, method, oracle.oracle, floor, eval_samples, eval_seed)
+        scores = evaluate(model, method, oracle.oracle, floor, eval_samples, eval_seed)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        records.append(RoundRecord(r, oracle.used, value, feasible, learned, time.perf_counter() - start, peak, diagnostics))
+        records.append(RoundRecord(r, oracle.used, *scores, time.perf_counter() - start, peak, diagnostics))
         on_round(records[-1])
 
     record(0, time.perf_counter(), {})

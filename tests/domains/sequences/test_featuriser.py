@@ -44,8 +44,9 @@ def test_position_block_is_the_flattened_one_hot(featuriser):
 
 
 def test_bigram_block_counts_transitions(featuriser):
-    # "ACACAA": A->C twice, C->A twice, A->A once; frequencies over L-1 = 5 transitions.
-    bigrams = featuriser(["ACACAA"])[0, LENGTH * V :].reshape(V, V) * (LENGTH - 1)
+    # "ACACAA": A->C twice, C->A twice, A->A once; raw counts, so that one
+    # banned transition moves a feature as much as a one-hot does.
+    bigrams = featuriser(["ACACAA"])[0, LENGTH * V :].reshape(V, V)
     expected = torch.zeros(V, V)
     a, c = ALPHABET.index("A"), ALPHABET.index("C")
     expected[a, c], expected[c, a], expected[a, a] = 2, 2, 1
