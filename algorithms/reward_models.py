@@ -31,19 +31,20 @@ Optimism = Literal["none", "ucb", "bootstrap", "ts"]
 class RewardModelConfig:
     """The MLP ensemble and how it is fitted."""
 
-    hidden: int = 256
-    """Width of both hidden layers; the second is phi, the UCB feature."""
+    hidden: int = 64
+    """Width of both hidden layers; the second is phi, the UCB feature. 64 generalised
+    as well as 256 on held-out pretrained samples of the protein task, at a quarter of the cost."""
     ensemble_size: int = 4
     """Members (SEIKO-Bootstrap's released code uses 4 heads)."""
     bootstrap: bool = True
     """Train each member on a bootstrap resample (else all on the full data)."""
-    steps: int = 400
+    steps: int = 200
     """Adam steps per fit (a fresh fit on all data every round)."""
     batch_size: int = 128
     """Minibatch per member."""
     lr: float = 1e-3
     """Adam learning rate."""
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     """L2 on the weights, the prior that keeps an ensemble honest away from data."""
 
     def __post_init__(self) -> None:

@@ -39,14 +39,14 @@ class SeikoConfig:
     """none (Greedy) | ucb | bootstrap | ts."""
     kl_weight: float = 0.01
     """alpha, the weight of KL(new || previous round's model) (paper: 0.01, images)."""
-    finetune_steps: int = 30
-    """Gradient steps of fine-tuning per round."""
+    finetune_steps: int = 50
+    """Gradient steps of fine-tuning per round (tuned on seed 100: 50 steps at lr 1e-3)."""
     batch_size: int = 32
     """Samples per fine-tuning step."""
     last_k: int = 4
     """Reverse steps that carry the reward gradient (truncated back-propagation)."""
-    lr: float = 3e-4
-    """Adam learning rate of fine-tuning."""
+    lr: float = 1e-3
+    """Adam learning rate of fine-tuning (seed 100, Greedy: 1e-3 beat 3e-3 after 3 rounds)."""
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     """The ensemble fitted each round (UCB and Greedy use one member on all data)."""
     bonus: OptimismConfig = field(default_factory=OptimismConfig)
