@@ -40,10 +40,10 @@ METHODS: dict[str, MethodEntry] = {
 }
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge_settings(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -77,9 +77,10 @@ def resolve_config(name: str, settings: dict[str, Any] | None = None) -> Any:
     if name not in METHODS:
         raise UnknownName("method", name, METHODS)
     entry = METHODS[name]
-    merged = _check_fields(entry.config_cls, _merge(entry.defaults, settings or {}), name)
+    merged = _check_fields(entry.config_cls, merge_settings(entry.defaults, settings or {}), name)
     return entry.config_cls(**merged)
 
 
-def build_method(name: str, context: Context, settings: dict[str, Any] | None = None) -> Method:
-    return METHODS[name].cls(resolve_config(name, settings), context, name=name)
+def build_method(name: str, context: Context, settings: dict[str, Any] | None = None, label: str | None = None) -> Method:
+    """Method `name` with `settings`; `label` (default: name) is what logs and results call it."""
+    return METHODS[name].cls(resolve_config(name, settings), context, name=label or name)

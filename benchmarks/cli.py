@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model and save its checkpoint")
     pre.add_argument("task", help="task name (see `seiko-bench list`)")
-    pre.add_argument("--steps", type=int, default=3000, help="training steps")
+    pre.add_argument("--steps", type=int, default=2500, help="training steps (the shipped checkpoint: 2,500)")
     pre.add_argument("--seed", type=int, default=0, help="training seed")
     pre.set_defaults(func=_pretrain)
     return p

@@ -17,7 +17,7 @@ import platform
 import random
 import subprocess
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
@@ -49,7 +49,7 @@ def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, An
     return {
         "task": task, "method": method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
         "eval_samples": spec.eval_samples, "auc_freq": spec.auc_freq,
-        "config": asdict(resolve_config(method, spec.config.get(method))),
+        "config": asdict(resolve_config(*spec.method_settings(method))),
     }
 
 
@@ -98,7 +98,8 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     start = time.perf_counter()
     task = get_task(task_name)
     model = task.load_model()
-    method = build_method(method_name, Context(task.featuriser, task.oracle.floor, seed), spec.config.get(method_name))
+    base, settings = spec.method_settings(method_name)
+    method = build_method(base, Context(task.featuriser, task.oracle.floor, seed), settings, label=method_name)
     oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
                             charge_infeasible=task.charge_infeasible)
     records: list[loop.RoundRecord] = []
@@ -155,12 +156,16 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
             return done
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             pending = {pool.submit(run_cell, spec, *cell, out) for cell in todo}
-            while pending:
-                finished_now, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in finished_now:
-                    metrics = future.result()  # re-raises a cell's error here, in the parent
-                    done.append(metrics)
-                    bar.update()
-                    bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: "
-                                        f"value {metrics['final_value']:.3f}")
+            try:
+                while pending:
+                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished_now:
+                        metrics = future.result()  # re-raises a cell's error here, in the parent
+                        done.append(metrics)
+                        bar.update()
+                        bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: "
+                                            f"value {metrics['final_value']:.3f}")
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # cells already running finish and are kept
+                raise
     return done

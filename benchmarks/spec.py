@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from algorithms.registry import METHODS, resolve_config
+from algorithms.registry import METHODS, merge_settings, resolve_config
 from domains.base import UnknownName
 from domains.tasks import list_tasks
 
@@ -47,7 +47,10 @@ class Spec:
     auc_freq: int = 100
     """Queries between points of the top-10 curve in the AUC (PMO: 100)."""
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per-method settings laid over the method's defaults."""
+    """Per-method (or per-variant) settings laid over the method's defaults."""
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Named variants of a method for ablations, usable in `methods`:
+    `ucb-c0.1: {method: seiko-ucb, config: {bonus: {bonus_scale: 0.1}}}`."""
     description: str = ""
     """One line for the report."""
 
@@ -71,16 +74,30 @@ class Spec:
         for task in self.tasks:
             if task not in tasks:
                 raise UnknownName("task", task, tasks)
+        for name, variant in self.variants.items():
+            if name in METHODS:
+                raise SpecError(f"spec {self.name!r}: variant {name!r} shadows a method; give it another name")
+            if not isinstance(variant, dict) or set(variant) - {"method", "config"} or "method" not in variant:
+                raise SpecError(f"spec {self.name!r}: variant {name!r} must be {{method: NAME, config: {{...}}}}")
+            if variant["method"] not in METHODS:
+                raise UnknownName(f"method of variant {name!r}", variant["method"], METHODS)
+        known = [*METHODS, *self.variants]
         for method in self.methods:
-            if method not in METHODS:
-                raise UnknownName("method", method, METHODS)
-        for method, settings in self.config.items():
-            if method not in METHODS:
-                raise UnknownName("method in config", method, METHODS)
+            if method not in known:
+                raise UnknownName("method", method, known)
+        for method in self.config:
+            if method not in known:
+                raise UnknownName("method in config", method, known)
+        for method in {*self.methods, *self.config}:
             try:
-                resolve_config(method, settings)
+                resolve_config(*self.method_settings(method))
             except (TypeError, ValueError) as err:
                 raise SpecError(f"spec {self.name!r}: config of {method}: {err}") from None
+
+    def method_settings(self, name: str) -> tuple[str, dict[str, Any]]:
+        """(registered method, settings) of a method or variant name in this spec."""
+        variant = self.variants.get(name, {"method": name, "config": {}})
+        return variant["method"], merge_settings(variant.get("config") or {}, self.config.get(name) or {})
 
     def cells(self) -> list[tuple[str, str, int]]:
         return [(t, m, s) for t in self.tasks for m in self.methods for s in self.seeds]

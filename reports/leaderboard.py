@@ -59,6 +59,7 @@ def _mean_std(values: pd.Series) -> str:
 COLUMNS: list[tuple[str, str, Callable[[pd.Series], str]]] = [
     ("final value (mean ± std)", "final_value", _mean_std),
     ("final feasible fraction", "final_feasible", _mean("{:.3f}")),
+    ("learned reward of the same samples", "final_learned_reward", _mean("{:.3f}")),
     ("AUC top-10 (mean ± std)", "auc_top10", _mean_std),
     ("best (mean)", "best", _mean("{:.3f}")),
     ("feasible rate of queries", "feasible_rate", _mean("{:.3f}")),
@@ -75,7 +76,7 @@ def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for method in order.index:
         runs = by_method.get_group(method)
-        columns = {title: render(runs[key]) for title, key, render in COLUMNS}
+        columns = {title: render(runs[key]) if key in runs else "n/a" for title, key, render in COLUMNS}
         rows.append({"method": method, "seeds": str(len(runs)), **columns})
     return pd.DataFrame(rows)
 

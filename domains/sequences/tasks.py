@@ -56,7 +56,7 @@ def build(name: str) -> Task:
     )
 
 
-def pretrain(name: str, *, steps: int = 3000, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+def pretrain(name: str, *, steps: int = 2500, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
              out: Path | None = None, report_samples: int = 1000) -> dict[str, Any]:
     """Fit the MDLM to fresh Markov-process samples every step, save it, and
     report what the benchmark starts from: feasibility and rewards of samples."""

@@ -168,3 +168,32 @@ def test_missing_required_field_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError, match="rounds"):
         load_spec(write(tmp_path, MINIMAL.replace("rounds: [8, 16]\n", "")))
 
+
+
+VARIANTS = MINIMAL.replace("methods: [greedy, seiko-ucb]", "methods: [greedy, ucb-c1]") + (
+    "variants:\n  ucb-c1: {method: seiko-ucb, config: {bonus: {bonus_scale: 1.0}}}\n"
+)
+
+
+def test_variant_runs_its_method_with_its_settings(tmp_path):
+    spec = load_spec(write(tmp_path, VARIANTS), ["config.ucb-c1.kl_weight=0.5"])
+    method, settings = spec.method_settings("ucb-c1")
+    config = resolve_config(method, settings)
+    assert method == "seiko-ucb"
+    assert (config.optimism, config.bonus.bonus_scale, config.kl_weight) == ("ucb", 1.0, 0.5)
+    assert spec.method_settings("greedy") == ("greedy", {})
+
+
+def test_variant_that_shadows_a_method_is_rejected(tmp_path):
+    text = VARIANTS.replace("ucb-c1: {method", "greedy: {method")
+    with pytest.raises(SpecError, match="shadows a method"):
+        load_spec(write(tmp_path, text))
+
+
+def test_variant_of_an_unknown_method_suggests_the_closest(tmp_path):
+    with pytest.raises(UnknownName, match="did you mean 'seiko-ucb'"):
+        load_spec(write(tmp_path, VARIANTS.replace("method: seiko-ucb", "method: seiko-ubc")))
+
+
+def test_shipped_tuning_spec_uses_seeds_apart_from_the_reported_ones():
+    assert not set(load_spec("protein-tuning").seeds) & set(load_spec("protein").seeds)
