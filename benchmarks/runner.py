@@ -134,7 +134,10 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
 
 
 def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False) -> list[dict[str, Any]]:
-    """Run every unfinished cell of `spec` under `out`, on a pool of processes."""
+    """Run every unfinished cell of `spec` under `out`, on a pool of processes.
+
+    `<out>/<spec>/manifest.json` describes the last run that ran cells, and is
+    written only once they have all finished: a failed or empty run leaves it be."""
     todo, done = [], []
     for task, method, seed in spec.cells():
         folder = cell_dir(out, spec, task, method, seed)
@@ -142,13 +145,19 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
             done.append(json.loads((folder / "metrics.json").read_text()))
         else:
             todo.append((task, method, seed))
-    (out / spec.name).mkdir(parents=True, exist_ok=True)
-    manifest = {"spec": asdict(spec), "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
-    atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     if not todo:
         return done
+    ran = _run_cells(spec, out, todo, workers, len(done))
+    manifest = {"spec": asdict(spec), "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
+    atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return done + ran
+
+
+def _run_cells(spec: Spec, out: Path, todo: list[tuple[str, str, int]], workers: int | None,
+               done_before: int) -> list[dict[str, Any]]:
+    done: list[dict[str, Any]] = []
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    with tqdm(total=len(todo), desc=f"{spec.name}: {len(done)} cells done before, running", unit="cell") as bar:
+    with tqdm(total=len(todo), desc=f"{spec.name}: {done_before} cells done before, running", unit="cell") as bar:
         if workers == 1:
             for cell in todo:
                 done.append(run_cell(spec, *cell, out, progress=True))

@@ -31,12 +31,8 @@ ERROR = "seiko-bench: error: "
 
 
 def snapshot(out: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file under `out` but the per-invocation manifest: (mtime, bytes)."""
-    return {
-        str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes())
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "manifest.json"
-    }
+    """Every file under `out`, the manifest included: (mtime, bytes)."""
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*")) if p.is_file()}
 
 
 def error_line(err: str) -> str:
