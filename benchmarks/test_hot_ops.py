@@ -48,7 +48,7 @@ def test_reward_model_fit_2000(benchmark, task, model):
     benchmark(lambda: RewardEnsemble(x.shape[1], RewardModelConfig()).fit(x, y, torch.Generator().manual_seed(0)))
 
 
-def test_ucb_objective_2000(benchmark, task, model):
+def test_ucb_objective_256(benchmark, task, model):
     designs = model.sample(256, generator=torch.Generator().manual_seed(0)).designs
     x = task.featuriser(designs)
     rm = RewardEnsemble(x.shape[1], RewardModelConfig(ensemble_size=1, bootstrap=False, steps=5))
