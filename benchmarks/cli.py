@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"seiko-bench: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `seiko-bench list | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("seiko-bench: interrupted; finished cells are kept, rerun the same command to resume", file=sys.stderr)
         return 130

@@ -7,16 +7,17 @@ from typing import Any
 
 from domains.base import Task, UnknownName
 
-# task name -> (domain, module holding `build(name)` and `pretrain(name, ...)`)
-_MODULES = {"sequences": "domains.sequences.tasks"}
+# Modules that each hold DOMAIN, TASKS (name -> parameters), build(name) and pretrain(name, ...).
+_MODULES = ["domains.sequences.tasks"]
 
 
 def _registry() -> dict[str, tuple[str, str]]:
+    """task name -> (domain, module)."""
     out = {}
-    for module_name in _MODULES.values():
+    for module_name in _MODULES:
         module = import_module(module_name)
-        for name in module.EHRLICH_TASKS:
-            out[name] = ("protein", module_name)
+        for name in module.TASKS:
+            out[name] = (module.DOMAIN, module_name)
     return out
 
 

@@ -20,8 +20,9 @@ from domains.sequences.featuriser import OneHotBigramFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
+DOMAIN = "protein"
 
-EHRLICH_TASKS: dict[str, EhrlichConfig] = {
+TASKS: dict[str, EhrlichConfig] = {
     # v=20 (amino acids), L=32, two motifs of four: the Markov process alone
     # reaches at most 0.375 in 2,000 samples, the optimum is 1.0.
     "ehrlich-l32-c2-k4": EhrlichConfig(num_states=20, dim=32, num_motifs=2, motif_length=4, seed=0),
@@ -43,11 +44,11 @@ def load_model(name: str, path: Path | None = None) -> MaskedDiffusionModel:
 
 
 def build(name: str) -> Task:
-    cfg = EHRLICH_TASKS[name]
+    cfg = TASKS[name]
     oracle = Ehrlich(cfg)
     return Task(
         name=name,
-        domain="protein",
+        domain=DOMAIN,
         description=f"Ehrlich function v={cfg.num_states} L={cfg.dim} c={cfg.num_motifs} k={cfg.motif_length} q={cfg.q}",
         oracle=oracle,
         featuriser=OneHotBigramFeaturiser(oracle.alphabet, cfg.dim),
@@ -60,7 +61,7 @@ def pretrain(name: str, *, steps: int = 2500, batch_size: int = 256, lr: float =
              out: Path | None = None, report_samples: int = 1000) -> dict[str, Any]:
     """Fit the MDLM to fresh Markov-process samples every step, save it, and
     report what the benchmark starts from: feasibility and rewards of samples."""
-    oracle = Ehrlich(EHRLICH_TASKS[name])
+    oracle = Ehrlich(TASKS[name])
     torch.manual_seed(seed)
     model = MaskedDiffusionModel(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, **MODEL))
     data_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
