@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from domains.base import DiffusionModel, Featuriser, SampleOutput, Trajectory
+from domains.base import DiffusionModel, Featuriser, Operators, SampleOutput, Trajectory
 
 
 @dataclass
@@ -22,6 +22,7 @@ class Context:
     featuriser: Featuriser
     floor: float  # what an infeasible design is worth: the reward-model target for it
     seed: int
+    operators: Operators | None = None  # the domain's search moves, if it has them
 
 
 @dataclass

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from algorithms.best_of_n import BestOfN, BestOfNConfig
+from algorithms.genetic import Genetic, GeneticConfig
 from algorithms.method import Context, Method
 from algorithms.non_adaptive import NonAdaptive
 from algorithms.seiko import Seiko, SeikoConfig
@@ -37,6 +39,8 @@ METHODS: dict[str, MethodEntry] = {
                           {"optimism": "none", "reward_model": _ONE_MODEL}),
     "non-adaptive": MethodEntry(NonAdaptive, SeikoConfig, "whole budget on the pretrained model, fit and fine-tune once",
                                 {"optimism": "none", "reward_model": _ONE_MODEL}),
+    "best-of-n": MethodEntry(BestOfN, BestOfNConfig, "measure pretrained samples and keep the best; no learning"),
+    "genetic": MethodEntry(Genetic, GeneticConfig, "genetic algorithm on the designs, seeded by pretrained samples"),
 }
 
 

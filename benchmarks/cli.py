@@ -15,12 +15,13 @@ from pathlib import Path
 
 from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
+from domains.base import CapabilityError
 from domains.tasks import list_tasks, pretrain
 from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
 from benchmarks.runner import run_spec
 from reports import write_report
 
-USER_ERRORS = (ValueError, OracleError, BudgetExhausted, FileNotFoundError)
+USER_ERRORS = (ValueError, OracleError, BudgetExhausted, FileNotFoundError, CapabilityError)
 
 
 def _list(args: argparse.Namespace) -> None:

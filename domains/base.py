@@ -145,6 +145,16 @@ class Featuriser(Protocol):
         ...
 
 
+@runtime_checkable
+class Operators(Protocol):
+    """Search moves on a domain's designs, for genetic algorithms: they keep the
+    design well-formed (alphabet and length for sequences)."""
+
+    def mutate(self, designs: Sequence[Any], rate: float, generator: torch.Generator) -> list[Any]: ...
+
+    def crossover(self, a: Sequence[Any], b: Sequence[Any], generator: torch.Generator) -> list[Any]: ...
+
+
 @dataclass
 class Task:
     """One benchmark task: an oracle, a featuriser and a pretrained model to start from."""
@@ -156,6 +166,7 @@ class Task:
     featuriser: Featuriser
     load_model: Callable[[], DiffusionModel]
     charge_infeasible: bool = True  # infeasible queries cost budget (PMO makes them free)
+    operators: Operators | None = None  # search moves, for methods that search designs directly
     info: dict[str, Any] = field(default_factory=dict)  # task parameters, for manifests
 
 

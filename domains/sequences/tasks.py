@@ -17,6 +17,7 @@ from tqdm.auto import trange
 from domains.base import Task
 from domains.sequences.ehrlich import Ehrlich, EhrlichConfig
 from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.operators import StringOperators
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -53,6 +54,7 @@ def build(name: str) -> Task:
         oracle=oracle,
         featuriser=OneHotBigramFeaturiser(oracle.alphabet, cfg.dim),
         load_model=lambda: load_model(name),
+        operators=StringOperators(oracle.alphabet, cfg.dim),
         info={"oracle": oracle.name, **asdict(cfg)},
     )
 
