@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from algorithms.best_of_n import BestOfN, BestOfNConfig
+from algorithms.ddpo import DDPO, DDPOConfig
 from algorithms.genetic import Genetic, GeneticConfig
 from algorithms.method import Context, Method
 from algorithms.non_adaptive import NonAdaptive
@@ -39,6 +40,10 @@ METHODS: dict[str, MethodEntry] = {
                           {"optimism": "none", "reward_model": _ONE_MODEL}),
     "non-adaptive": MethodEntry(NonAdaptive, SeikoConfig, "whole budget on the pretrained model, fit and fine-tune once",
                                 {"optimism": "none", "reward_model": _ONE_MODEL}),
+    "ddpo-is": MethodEntry(DDPO, DDPOConfig, "DDPO with importance sampling (PPO clip) on per-step log-probs",
+                           {"importance_sampling": True}),
+    "ddpo-sf": MethodEntry(DDPO, DDPOConfig, "DDPO with the score function (REINFORCE) on per-step log-probs",
+                           {"importance_sampling": False}),
     "best-of-n": MethodEntry(BestOfN, BestOfNConfig, "measure pretrained samples and keep the best; no learning"),
     "genetic": MethodEntry(Genetic, GeneticConfig, "genetic algorithm on the designs, seeded by pretrained samples"),
 }

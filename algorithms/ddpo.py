@@ -1,0 +1,160 @@
+"""DDPO: denoising diffusion policy optimisation, online.
+
+Black et al., "Training Diffusion Models with Reinforcement Learning", ICLR 2024.
+The reverse process is an MDP whose policy is p_theta(x_{t-1} | x_t); each
+round's measured designs are the episodes, their oracle reward the return.
+- DDPO-SF (their Eq. 3): REINFORCE, grad = E[ sum_t grad log p_theta(x_{t-1}|x_t) * A ].
+- DDPO-IS (Eq. 4 with PPO's clip): per step, the clipped surrogate
+  max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)), ratio = p_theta / p_old.
+Advantages are rewards normalised per condition by a stat tracker (their
+ddpo-pytorch `PerPromptStatTracker`: a buffer of 16, batch statistics below 16)
+and clipped at 5. Online: every sample learned from is a charged (or cached)
+query, so the budget is the number of episodes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from algorithms.method import Context, Feedback, Proposal
+from domains.base import DiffusionModel, Trajectory
+
+
+@dataclass
+class DDPOConfig:
+    """DDPO's settings (defaults: ddpo-pytorch's base config, scaled to a CPU)."""
+
+    importance_sampling: bool = True
+    """DDPO-IS (PPO clip) if true, DDPO-SF (REINFORCE) if false."""
+    clip_range: float = 1e-4
+    """PPO clip epsilon (theirs for Stable Diffusion: 1e-4)."""
+    adv_clip_max: float = 5.0
+    """Advantages are clipped to [-5, 5]."""
+    inner_epochs: int = 1
+    """Passes over each round's episodes."""
+    batch_size: int = 32
+    """Episodes per gradient step."""
+    timestep_fraction: float = 1.0
+    """Fraction of reverse steps trained on per episode (a random subset)."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    buffer_size: int = 16
+    """Stat tracker: rewards remembered per condition."""
+    min_count: int = 16
+    """Stat tracker: below this many, normalise with the whole batch's statistics."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timestep_fraction <= 1:
+            raise ValueError(f"timestep_fraction must lie in (0, 1], got {self.timestep_fraction}")
+        for name in ("inner_epochs", "batch_size", "buffer_size", "min_count"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_range <= 0 or self.adv_clip_max <= 0:
+            raise ValueError("clip_range and adv_clip_max must be > 0")
+
+
+class StatTracker:
+    """Per-condition reward normalisation (ddpo-pytorch's PerPromptStatTracker):
+    (r - mean) / (std + 1e-6) over the last `buffer_size` rewards of the same
+    condition, or over the whole batch while a condition has fewer than `min_count`."""
+
+    def __init__(self, buffer_size: int, min_count: int):
+        self.buffers: dict[Any, deque] = defaultdict(lambda: deque(maxlen=buffer_size))
+        self.min_count = min_count
+
+    def update(self, conditions: list[Any], rewards: np.ndarray) -> np.ndarray:
+        out = np.empty_like(rewards, dtype=np.float64)
+        for condition in dict.fromkeys(conditions):
+            rows = np.array([c == condition for c in conditions])
+            self.buffers[condition].extend(rewards[rows].tolist())
+            pool = np.asarray(self.buffers[condition]) if len(self.buffers[condition]) >= self.min_count else rewards
+            out[rows] = (rewards[rows] - pool.mean()) / (pool.std() + 1e-6)
+        return out
+
+
+def _rows(trajectory: Trajectory, rows: torch.Tensor) -> Trajectory:
+    condition = None if trajectory.condition is None else trajectory.condition[rows]
+    return Trajectory([s[rows] for s in trajectory.states], trajectory.log_probs[rows], condition)
+
+
+def _cat(trajectories: list[Trajectory]) -> Trajectory:
+    conditions = [t.condition for t in trajectories]
+    return Trajectory(
+        [torch.cat(states) for states in zip(*(t.states for t in trajectories))],
+        torch.cat([t.log_probs for t in trajectories]),
+        None if conditions[0] is None else torch.cat(conditions),
+    )
+
+
+def policy_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor,
+                importance_sampling: bool, clip_range: float) -> torch.Tensor:
+    """The per-step DDPO loss, averaged over the batch."""
+    if not importance_sampling:
+        return -(advantage * new_log_prob).mean()
+    ratio = torch.exp(new_log_prob - old_log_prob)
+    unclipped = -advantage * ratio
+    clipped = -advantage * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    return torch.maximum(unclipped, clipped).mean()
+
+
+class DDPO:
+    """DDPO-IS / DDPO-SF as a (propose, update) pair."""
+
+    def __init__(self, config: DDPOConfig, context: Context, name: str = "ddpo"):
+        self.cfg, self.ctx, self.name = config, context, name
+        self.generator = torch.Generator().manual_seed(context.seed)
+        self.tracker = StatTracker(config.buffer_size, config.min_count)
+        self.trajectory: Trajectory | None = None
+        self.last_ratio_at_first_step: float = float("nan")
+
+    def schedule(self, rounds: list[int]) -> list[int]:
+        return list(rounds)
+
+    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
+        chunks = [model.sample(min(256, n - i), generator=self.generator, keep_trajectory=True) for i in range(0, n, 256)]
+        self.trajectory = _cat([c.trajectory for c in chunks])
+        return Proposal([d for c in chunks for d in c.designs], self.trajectory)
+
+    def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
+        latest = np.flatnonzero(data.round == round)  # this round's episodes, in proposal order
+        reward = np.where(data.feasible[latest], data.reward[latest], self.ctx.floor)
+        conditions = [None] * len(latest) if self.trajectory.condition is None else self.trajectory.condition.tolist()
+        advantage = torch.as_tensor(
+            np.clip(self.tracker.update(conditions, reward), -self.cfg.adv_clip_max, self.cfg.adv_clip_max),
+            dtype=torch.float32,
+        )
+        params = model.trainable_parameters()
+        opt = torch.optim.Adam(params, lr=self.cfg.lr)
+        n, T = len(latest), self.trajectory.num_steps
+        trained_steps = max(1, int(self.cfg.timestep_fraction * T))
+        losses, first = [], True
+        for _ in range(self.cfg.inner_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, self.cfg.batch_size):
+                rows = order[start : start + self.cfg.batch_size]
+                batch = _rows(self.trajectory, rows)
+                steps = torch.randperm(T, generator=self.generator)[:trained_steps].sort().values.tolist()
+                new = model.log_prob(batch, steps)
+                old = batch.log_probs[:, steps]
+                if first:
+                    self.last_ratio_at_first_step = float(torch.exp(new - old).detach().mean())
+                    first = False
+                loss = sum(
+                    policy_loss(new[:, i], old[:, i], advantage[rows], self.cfg.importance_sampling, self.cfg.clip_range)
+                    for i in range(len(steps))
+                ) / len(steps)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                losses.append(float(loss.detach()))
+        return {"policy_loss": float(np.mean(losses)), "first_ratio": self.last_ratio_at_first_step,
+                "advantage_std": float(advantage.std())}
+
+    def predict(self, designs: list[Any]) -> np.ndarray | None:
+        return None
