@@ -12,9 +12,11 @@ from typing import Any
 
 from algorithms.best_of_n import BestOfN, BestOfNConfig
 from algorithms.ddpo import DDPO, DDPOConfig
+from algorithms.direct_backprop import DirectBackprop
 from algorithms.genetic import Genetic, GeneticConfig
 from algorithms.method import Context, Method
 from algorithms.non_adaptive import NonAdaptive
+from algorithms.rwr import RWR, RWRConfig
 from algorithms.seiko import Seiko, SeikoConfig
 from domains.base import UnknownName
 
@@ -44,6 +46,12 @@ METHODS: dict[str, MethodEntry] = {
                            {"importance_sampling": True}),
     "ddpo-sf": MethodEntry(DDPO, DDPOConfig, "DDPO with the score function (REINFORCE) on per-step log-probs",
                            {"importance_sampling": False}),
+    "direct-backprop": MethodEntry(DirectBackprop, SeikoConfig,
+                                   "AlignProp / DRaFT-1 on the learned reward: no optimism, no KL, last step only",
+                                   {"optimism": "none", "kl_weight": 0.0, "last_k": 1, "reward_model": _ONE_MODEL}),
+    "rwr": MethodEntry(RWR, RWRConfig, "reward-weighted regression: denoising loss weighted by exp(beta * advantage)"),
+    "rwr-sparse": MethodEntry(RWR, RWRConfig, "sparse RWR: denoising loss on the top 10% of each round",
+                              {"sparse_fraction": 0.1}),
     "best-of-n": MethodEntry(BestOfN, BestOfNConfig, "measure pretrained samples and keep the best; no learning"),
     "genetic": MethodEntry(Genetic, GeneticConfig, "genetic algorithm on the designs, seeded by pretrained samples"),
 }
