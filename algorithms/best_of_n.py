@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, sample_in_chunks
+from algorithms.method import Context, Feedback, SamplingMethod
 from domains.base import DiffusionModel
 
 
@@ -23,16 +23,10 @@ class BestOfNConfig:
     """Best-of-N has nothing to set: it spends the benchmark's schedule as given."""
 
 
-class BestOfN:
+class BestOfN(SamplingMethod):
     def __init__(self, config: BestOfNConfig, context: Context, name: str = "best-of-n"):
         self.cfg, self.name = config, name
         self.generator = torch.Generator().manual_seed(context.seed)
-
-    def schedule(self, rounds: list[int]) -> list[int]:
-        return list(rounds)
-
-    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        return Proposal(sample_in_chunks(model, n, self.generator).designs)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         return {}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod
 from domains.base import DiffusionModel, Trajectory
 
 
@@ -102,7 +102,7 @@ def policy_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantag
     return torch.maximum(unclipped, clipped).mean()
 
 
-class DDPO:
+class DDPO(SamplingMethod):
     """DDPO-IS / DDPO-SF as a (propose, update) pair."""
 
     def __init__(self, config: DDPOConfig, context: Context, name: str = "ddpo"):
@@ -111,9 +111,6 @@ class DDPO:
         self.tracker = StatTracker(config.buffer_size, config.min_count)
         self.trajectory: Trajectory | None = None
         self.last_ratio_at_first_step: float = float("nan")
-
-    def schedule(self, rounds: list[int]) -> list[int]:
-        return list(rounds)
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         chunks = [model.sample(min(256, n - i), generator=self.generator, keep_trajectory=True) for i in range(0, n, 256)]

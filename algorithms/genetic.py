@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, sample_in_chunks
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod
 from domains.base import CapabilityError, DiffusionModel
 
 
@@ -39,7 +39,7 @@ class GeneticConfig:
             raise ValueError("mutation_rate and crossover_prob must lie in [0, 1]")
 
 
-class Genetic:
+class Genetic(SamplingMethod):
     def __init__(self, config: GeneticConfig, context: Context, name: str = "genetic"):
         if context.operators is None:
             raise CapabilityError(f"{name} needs the domain's search operators (mutate, crossover); this task has none")
@@ -47,13 +47,10 @@ class Genetic:
         self.generator = torch.Generator().manual_seed(context.seed)
         self.data: Feedback | None = None
 
-    def schedule(self, rounds: list[int]) -> list[int]:
-        return list(rounds)
-
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         parents = self._parents()
         if not parents:  # round 1, or nothing feasible yet: the pretrained model seeds the population
-            return Proposal(sample_in_chunks(model, n, self.generator).designs)
+            return super().propose(model, n, round)
 
         def pick() -> list[Any]:
             return [parents[i] for i in torch.randint(len(parents), (n,), generator=self.generator).tolist()]

@@ -81,3 +81,16 @@ def sample_in_chunks(model: DiffusionModel, n: int, generator: torch.Generator, 
     """Draw n designs in chunks, so that an 8,192-query round fits in memory."""
     outs = [model.sample(min(chunk, n - i), generator=generator) for i in range(0, n, chunk)]
     return SampleOutput(torch.cat([o.x for o in outs]), [d for o in outs for d in o.designs])
+
+
+class SamplingMethod:
+    """Shared defaults: the benchmark's schedule as given, and proposals that
+    are fresh samples of the current model drawn with the method's generator."""
+
+    generator: torch.Generator
+
+    def schedule(self, rounds: list[int]) -> list[int]:
+        return list(rounds)
+
+    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
+        return Proposal(sample_in_chunks(model, n, self.generator).designs)

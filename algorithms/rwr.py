@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, sample_in_chunks
+from algorithms.method import Context, Feedback, SamplingMethod
 from domains.base import DiffusionModel
 
 
@@ -55,16 +55,10 @@ def rwr_weights(reward: np.ndarray, beta: float, sparse_fraction: float | None) 
     return weights / weights.mean()
 
 
-class RWR:
+class RWR(SamplingMethod):
     def __init__(self, config: RWRConfig, context: Context, name: str = "rwr"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
-
-    def schedule(self, rounds: list[int]) -> list[int]:
-        return list(rounds)
-
-    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        return Proposal(sample_in_chunks(model, n, self.generator).designs)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         latest = np.flatnonzero(data.round == round)

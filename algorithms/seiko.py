@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from algorithms.finetune import finetune_direct
-from algorithms.method import Context, Feedback, Proposal, sample_in_chunks
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod
 from algorithms.reward_models import Optimism, OptimismConfig, RewardEnsemble, RewardModelConfig, objective
 from domains.base import DiffusionModel
 
@@ -68,7 +68,7 @@ class SeikoConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-class Seiko:
+class Seiko(SamplingMethod):
     """SEIKO-UCB / -Bootstrap / -TS, and Greedy (optimism "none")."""
 
     def __init__(self, config: SeikoConfig, context: Context, name: str = "seiko"):
@@ -77,13 +77,10 @@ class Seiko:
         self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model)
         self.anchor: DiffusionModel | None = None
 
-    def schedule(self, rounds: list[int]) -> list[int]:
-        return list(rounds)
-
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         # p^{r-1}, the model the new designs come from, is this round's KL anchor.
         self.anchor = model.frozen_copy()
-        return Proposal(sample_in_chunks(model, n, self.generator).designs)
+        return super().propose(model, n, round)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         x = self.ctx.featuriser(data.designs)
