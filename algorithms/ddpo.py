@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, SamplingMethod
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod, sample_in_chunks
 from domains.base import DiffusionModel, Trajectory
 
 
@@ -82,15 +82,6 @@ def _rows(trajectory: Trajectory, rows: torch.Tensor) -> Trajectory:
     return Trajectory([s[rows] for s in trajectory.states], trajectory.log_probs[rows], condition)
 
 
-def _cat(trajectories: list[Trajectory]) -> Trajectory:
-    conditions = [t.condition for t in trajectories]
-    return Trajectory(
-        [torch.cat(states) for states in zip(*(t.states for t in trajectories))],
-        torch.cat([t.log_probs for t in trajectories]),
-        None if conditions[0] is None else torch.cat(conditions),
-    )
-
-
 def policy_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor,
                 importance_sampling: bool, clip_range: float) -> torch.Tensor:
     """The per-step DDPO loss, averaged over the batch."""
@@ -110,12 +101,11 @@ class DDPO(SamplingMethod):
         self.generator = torch.Generator().manual_seed(context.seed)
         self.tracker = StatTracker(config.buffer_size, config.min_count)
         self.trajectory: Trajectory | None = None
-        self.last_ratio_at_first_step: float = float("nan")
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        chunks = [model.sample(min(256, n - i), generator=self.generator, keep_trajectory=True) for i in range(0, n, 256)]
-        self.trajectory = _cat([c.trajectory for c in chunks])
-        return Proposal([d for c in chunks for d in c.designs], self.trajectory)
+        sample = sample_in_chunks(model, n, self.generator, keep_trajectory=True)
+        self.trajectory = sample.trajectory
+        return Proposal(sample.designs, sample.trajectory)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         latest = np.flatnonzero(data.round == round)  # this round's episodes, in proposal order
@@ -129,7 +119,7 @@ class DDPO(SamplingMethod):
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         n, T = len(latest), self.trajectory.num_steps
         trained_steps = max(1, int(self.cfg.timestep_fraction * T))
-        losses, first = [], True
+        losses, first_ratio = [], None
         for _ in range(self.cfg.inner_epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, self.cfg.batch_size):
@@ -138,9 +128,8 @@ class DDPO(SamplingMethod):
                 steps = torch.randperm(T, generator=self.generator)[:trained_steps].sort().values.tolist()
                 new = model.log_prob(batch, steps)
                 old = batch.log_probs[:, steps]
-                if first:
-                    self.last_ratio_at_first_step = float(torch.exp(new - old).detach().mean())
-                    first = False
+                if first_ratio is None:
+                    first_ratio = float(torch.exp(new - old).detach().mean())
                 loss = sum(
                     policy_loss(new[:, i], old[:, i], advantage[rows], self.cfg.importance_sampling, self.cfg.clip_range)
                     for i in range(len(steps))
@@ -150,7 +139,7 @@ class DDPO(SamplingMethod):
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 losses.append(float(loss.detach()))
-        return {"policy_loss": float(np.mean(losses)), "first_ratio": self.last_ratio_at_first_step,
+        return {"policy_loss": float(np.mean(losses)), "first_ratio": first_ratio,
                 "advantage_std": float(advantage.std())}
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:

@@ -77,10 +77,21 @@ class Method(Protocol):
         ...
 
 
-def sample_in_chunks(model: DiffusionModel, n: int, generator: torch.Generator, chunk: int = 256) -> SampleOutput:
-    """Draw n designs in chunks, so that an 8,192-query round fits in memory."""
-    outs = [model.sample(min(chunk, n - i), generator=generator) for i in range(0, n, chunk)]
-    return SampleOutput(torch.cat([o.x for o in outs]), [d for o in outs for d in o.designs])
+def sample_in_chunks(model: DiffusionModel, n: int, generator: torch.Generator, chunk: int = 256,
+                     keep_trajectory: bool = False) -> SampleOutput:
+    """Draw n designs in chunks, so that an 8,192-query round fits in memory;
+    kept trajectories are joined along the batch."""
+    outs = [model.sample(min(chunk, n - i), generator=generator, keep_trajectory=keep_trajectory)
+            for i in range(0, n, chunk)]
+    trajectory = None
+    if keep_trajectory:
+        parts = [o.trajectory for o in outs]
+        trajectory = Trajectory(
+            [torch.cat(states) for states in zip(*(t.states for t in parts))],
+            torch.cat([t.log_probs for t in parts]),
+            None if parts[0].condition is None else torch.cat([t.condition for t in parts]),
+        )
+    return SampleOutput(torch.cat([o.x for o in outs]), [d for o in outs for d in o.designs], trajectory)
 
 
 class SamplingMethod:
