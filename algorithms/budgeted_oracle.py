@@ -20,7 +20,8 @@ import pandas as pd
 
 from domains.base import Oracle
 
-LOG_COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "charged", "cached", "wall_s"]
+LOG_COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "charged", "cached", "oracle_calls", "wall_s"]
+COMPONENT_PREFIX = "reward."  # then the component oracle's name: one column per component of a weighted sum
 
 
 class BudgetExhausted(RuntimeError):
@@ -41,8 +42,9 @@ class Answer:
     charged: int  # how many of these cost budget
 
 
-def ask_oracle(oracle: Oracle, designs: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Call an oracle and check its answer: (reward with NaN where infeasible, feasible).
+def ask_oracle(oracle: Oracle, designs: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Call an oracle and check its answer: (reward with NaN where infeasible,
+    feasible, each component's reward for a combined oracle).
 
     Any exception of a user's oracle becomes one `OracleError` line, and so do a
     wrong-length answer and a non-finite reward for a feasible design."""
@@ -60,7 +62,11 @@ def ask_oracle(oracle: Oracle, designs: list[Any]) -> tuple[np.ndarray, np.ndarr
     bad = np.flatnonzero(feasible & ~np.isfinite(reward))
     if bad.size:
         raise OracleError(f"oracle {oracle.name!r} returned a non-finite reward ({reward[bad[0]]}) for feasible design {bad[0]}")
-    return np.where(feasible, reward, math.nan), feasible
+    components = {name: np.asarray(values, dtype=np.float64).reshape(-1) for name, values in out.components.items()}
+    for name, values in components.items():
+        if values.shape[0] != len(designs):
+            raise OracleError(f"oracle {oracle.name!r} answered {values.shape[0]} {name} rewards for {len(designs)} designs")
+    return np.where(feasible, reward, math.nan), feasible, components
 
 
 class BudgetedOracle:
@@ -72,7 +78,8 @@ class BudgetedOracle:
         self.oracle, self.budget = oracle, budget
         self.method, self.seed = method, seed
         self.charge_infeasible = charge_infeasible
-        self._cache: dict[str, tuple[float, bool]] = {}
+        self._cache: dict[str, tuple[float, bool, dict[str, float]]] = {}
+        self.calls_per_design = int(getattr(oracle, "calls_per_design", 1))
         self._rows: list[dict[str, Any]] = []
         self.used = 0
 
@@ -95,15 +102,16 @@ class BudgetedOracle:
                 f"of the budget of {self.budget} remain"
             )
         start = time.perf_counter()
-        new_reward, new_feasible = ask_oracle(self.oracle, list(new.values())) if new else ([], [])
+        new_reward, new_feasible, parts = ask_oracle(self.oracle, list(new.values())) if new else ([], [], {})
         per_query = (time.perf_counter() - start) / max(len(new), 1)
-        fresh = {key: (float(r), bool(ok)) for key, r, ok in zip(new, new_reward, new_feasible)}
+        fresh = {key: (float(r), bool(ok), {COMPONENT_PREFIX + name: float(v[i]) for name, v in parts.items()})
+                 for i, (key, r, ok) in enumerate(zip(new, new_reward, new_feasible))}
 
         reward, feasible, charged = np.empty(len(designs)), np.empty(len(designs), bool), 0
         for i, key in enumerate(keys):
             first_time = key in fresh
-            r, ok = fresh.pop(key) if first_time else self._cache[key]
-            self._cache[key] = (r, ok)
+            r, ok, components = fresh.pop(key) if first_time else self._cache[key]
+            self._cache[key] = (r, ok, components)
             pay = first_time and (ok or self.charge_infeasible)
             if pay:
                 self.used += 1
@@ -112,7 +120,8 @@ class BudgetedOracle:
             self._rows.append(
                 dict(call=self.used if pay else None, round=round, method=self.method, seed=self.seed, key=key,
                      reward=r, feasible=ok, charged=pay, cached=not first_time,
-                     wall_s=per_query if first_time else 0.0)
+                     oracle_calls=self.calls_per_design if first_time else 0,
+                     wall_s=per_query if first_time else 0.0, **components)
             )
         return Answer(designs, reward, feasible, charged)
 
@@ -124,6 +133,7 @@ class BudgetedOracle:
 
     def log(self) -> pd.DataFrame:
         """Every query so far, in the order asked (schema: README, 'Results')."""
-        frame = pd.DataFrame(self._rows, columns=LOG_COLUMNS)
+        extra = sorted({c for row in self._rows for c in row} - set(LOG_COLUMNS))
+        frame = pd.DataFrame(self._rows, columns=LOG_COLUMNS + extra)
         frame["call"] = frame["call"].astype("Int64")
         return frame

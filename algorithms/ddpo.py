@@ -9,7 +9,8 @@ round's measured designs are the episodes, their oracle reward the return.
 Advantages are rewards normalised per condition by a stat tracker (their
 ddpo-pytorch `PerPromptStatTracker`: a buffer of 16, batch statistics below 16)
 and clipped at 5. Online: every sample learned from is a charged (or cached)
-query, so the budget is the number of episodes.
+query, so the budget is the number of episodes. The update itself lives in
+`PolicyGradient`, which large-scale RL (`algorithms.large_scale_rl`) shares.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from domains.base import DiffusionModel, Trajectory
 
 
 @dataclass
-class DDPOConfig:
-    """DDPO's settings (defaults: ddpo-pytorch's base config, scaled to a CPU)."""
+class PolicyGradientConfig:
+    """The policy-gradient update shared by DDPO and large-scale RL (defaults:
+    ddpo-pytorch's base config, scaled to a CPU)."""
 
     importance_sampling: bool = True
     """DDPO-IS (PPO clip) if true, DDPO-SF (REINFORCE) if false."""
@@ -43,19 +45,30 @@ class DDPOConfig:
     """Fraction of reverse steps trained on per episode (a random subset)."""
     lr: float = 1e-4
     """Adam learning rate."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timestep_fraction <= 1:
+            raise ValueError(f"timestep_fraction must lie in (0, 1], got {self.timestep_fraction}")
+        for name in ("inner_epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_range <= 0 or self.adv_clip_max <= 0:
+            raise ValueError("clip_range and adv_clip_max must be > 0")
+
+
+@dataclass
+class DDPOConfig(PolicyGradientConfig):
+    """DDPO's settings: the shared update plus the per-condition stat tracker."""
+
     buffer_size: int = 16
     """Stat tracker: rewards remembered per condition."""
     min_count: int = 16
     """Stat tracker: below this many, normalise with the whole batch's statistics."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.timestep_fraction <= 1:
-            raise ValueError(f"timestep_fraction must lie in (0, 1], got {self.timestep_fraction}")
-        for name in ("inner_epochs", "batch_size", "buffer_size", "min_count"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_range <= 0 or self.adv_clip_max <= 0:
-            raise ValueError("clip_range and adv_clip_max must be > 0")
+        super().__post_init__()
+        if self.buffer_size < 1 or self.min_count < 1:
+            raise ValueError(f"buffer_size and min_count must be >= 1, got {self.buffer_size}, {self.min_count}")
 
 
 class StatTracker:
@@ -93,33 +106,40 @@ def policy_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantag
     return torch.maximum(unclipped, clipped).mean()
 
 
-class DDPO(SamplingMethod):
-    """DDPO-IS / DDPO-SF as a (propose, update) pair."""
+class PolicyGradient(SamplingMethod):
+    """The on-policy update on kept trajectories; subclasses say how rewards
+    become advantages and what, if anything, regularises the loss."""
 
-    def __init__(self, config: DDPOConfig, context: Context, name: str = "ddpo"):
+    requires = ("sample", "log_prob", "trainable_parameters")
+
+    def __init__(self, config: PolicyGradientConfig, context: Context, name: str):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
-        self.tracker = StatTracker(config.buffer_size, config.min_count)
         self.trajectory: Trajectory | None = None
 
+    def advantages(self, reward: np.ndarray) -> np.ndarray:
+        """Normalised advantages of this round's episodes, before clipping."""
+        raise NotImplementedError
+
+    def regulariser(self, model: DiffusionModel) -> torch.Tensor | None:
+        """A loss added to every gradient step (None: nothing added)."""
+        return None
+
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        sample = sample_in_chunks(model, n, self.generator, keep_trajectory=True)
+        sample = sample_in_chunks(lambda k: model.sample(k, generator=self.generator, keep_trajectory=True), n)
         self.trajectory = sample.trajectory
         return Proposal(sample.designs, sample.trajectory)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         latest = np.flatnonzero(data.round == round)  # this round's episodes, in proposal order
         reward = np.where(data.feasible[latest], data.reward[latest], self.ctx.floor)
-        conditions = [None] * len(latest) if self.trajectory.condition is None else self.trajectory.condition.tolist()
         advantage = torch.as_tensor(
-            np.clip(self.tracker.update(conditions, reward), -self.cfg.adv_clip_max, self.cfg.adv_clip_max),
-            dtype=torch.float32,
-        )
+            np.clip(self.advantages(reward), -self.cfg.adv_clip_max, self.cfg.adv_clip_max), dtype=torch.float32)
         params = model.trainable_parameters()
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         n, T = len(latest), self.trajectory.num_steps
         trained_steps = max(1, int(self.cfg.timestep_fraction * T))
-        losses, first_ratio = [], None
+        losses, regs, first_ratio = [], [], None
         for _ in range(self.cfg.inner_epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, self.cfg.batch_size):
@@ -134,13 +154,31 @@ class DDPO(SamplingMethod):
                     policy_loss(new[:, i], old[:, i], advantage[rows], self.cfg.importance_sampling, self.cfg.clip_range)
                     for i in range(len(steps))
                 ) / len(steps)
+                losses.append(float(loss.detach()))
+                reg = self.regulariser(model)
+                if reg is not None:
+                    regs.append(float(reg.detach()))
+                    loss = loss + reg
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
-                losses.append(float(loss.detach()))
-        return {"policy_loss": float(np.mean(losses)), "first_ratio": first_ratio,
-                "advantage_std": float(advantage.std())}
+        stats = {"policy_loss": float(np.mean(losses)), "first_ratio": first_ratio,
+                 "advantage_std": float(advantage.std())}
+        return stats | ({"regulariser": float(np.mean(regs))} if regs else {})
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         return None
+
+
+class DDPO(PolicyGradient):
+    """DDPO-IS / DDPO-SF: advantages from the per-condition stat tracker."""
+
+    def __init__(self, config: DDPOConfig, context: Context, name: str = "ddpo"):
+        super().__init__(config, context, name)
+        self.tracker = StatTracker(config.buffer_size, config.min_count)
+
+    def advantages(self, reward: np.ndarray) -> np.ndarray:
+        condition = self.trajectory.condition
+        conditions = [None] * len(reward) if condition is None else condition.tolist()
+        return self.tracker.update(conditions, reward)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from algorithms.budgeted_oracle import BudgetedOracle, ask_oracle
-from algorithms.method import Feedback, Method, sample_in_chunks
+from algorithms.method import Feedback, Method, check_capabilities
 from domains.base import DiffusionModel
 
 
@@ -50,8 +50,8 @@ class RoundRecord:
 def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int, seed: int) -> tuple[float, ...]:
     """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation)
     of n held-out samples: the gap between the two rewards is over-optimisation."""
-    designs = sample_in_chunks(model, n, torch.Generator().manual_seed(seed)).designs
-    reward, feasible = ask_oracle(oracle, designs)
+    designs = method.draw(model, n, torch.Generator().manual_seed(seed)).designs
+    reward, feasible, _ = ask_oracle(oracle, designs)
     score = np.where(feasible, reward, floor)
     learned = method.predict(designs)
     if learned is None:
@@ -73,6 +73,7 @@ def run(
     on_round: Callable[[RoundRecord], None] = lambda record: None,
 ) -> list[RoundRecord]:
     """Run `method` for its schedule of `rounds`; returns one record per round (and round 0)."""
+    check_capabilities(method, model)
     data, records = Feedback(), []
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:

@@ -7,12 +7,12 @@ hands it the feedback bought so far (`Feedback`) and asks for the next designs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 
-from domains.base import DiffusionModel, Featuriser, Operators, SampleOutput, Trajectory
+from domains.base import CapabilityError, DiffusionModel, Featuriser, Operators, SampleOutput, Trajectory
 
 
 @dataclass
@@ -23,6 +23,8 @@ class Context:
     floor: float  # what an infeasible design is worth: the reward-model target for it
     seed: int
     operators: Operators | None = None  # the domain's search moves, if it has them
+    pretraining_data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    """n clean samples (and their conditions) of the data the model was pretrained on, if the domain has it."""
 
 
 @dataclass
@@ -61,12 +63,18 @@ class Method(Protocol):
     """A fine-tuning (or search) method, as run by `algorithms.loop.run`."""
 
     name: str
+    requires: tuple[str, ...]
+    """The `DiffusionModel` methods this method calls: checked before any query."""
 
     def schedule(self, rounds: list[int]) -> list[int]:
         """Queries per round for this method, given the benchmark's schedule."""
         ...
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal: ...
+
+    def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
+        """How this method generates designs from its model: what held-out evaluation scores."""
+        ...
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         """Learn from all feedback so far; returns diagnostics for the round record."""
@@ -77,14 +85,21 @@ class Method(Protocol):
         ...
 
 
-def sample_in_chunks(model: DiffusionModel, n: int, generator: torch.Generator, chunk: int = 256,
-                     keep_trajectory: bool = False) -> SampleOutput:
-    """Draw n designs in chunks, so that an 8,192-query round fits in memory;
-    kept trajectories are joined along the batch."""
-    outs = [model.sample(min(chunk, n - i), generator=generator, keep_trajectory=keep_trajectory)
-            for i in range(0, n, chunk)]
+def check_capabilities(method: Method, model: DiffusionModel) -> None:
+    """Raise `CapabilityError` naming what `model` lacks for `method` (before any query)."""
+    missing = [name for name in method.requires if not callable(getattr(model, name, None))]
+    if missing:
+        raise CapabilityError(f"{method.name} needs the model's {', '.join(missing)}, which "
+                              f"{type(model).__name__} does not have")
+
+
+def sample_in_chunks(draw: Callable[[int], SampleOutput], n: int, chunk: int = 256) -> SampleOutput:
+    """`draw(k)` called on chunks of at most `chunk` until n designs are drawn,
+    so that an 8,192-query round fits in memory; kept trajectories are joined
+    along the batch."""
+    outs = [draw(min(chunk, n - i)) for i in range(0, n, chunk)]
     trajectory = None
-    if keep_trajectory:
+    if outs[0].trajectory is not None:
         parts = [o.trajectory for o in outs]
         trajectory = Trajectory(
             [torch.cat(states) for states in zip(*(t.states for t in parts))],
@@ -99,9 +114,13 @@ class SamplingMethod:
     are fresh samples of the current model drawn with the method's generator."""
 
     generator: torch.Generator
+    requires: tuple[str, ...] = ("sample",)
 
     def schedule(self, rounds: list[int]) -> list[int]:
         return list(rounds)
 
+    def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
+        return sample_in_chunks(lambda k: model.sample(k, generator=generator), n)
+
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        return Proposal(sample_in_chunks(model, n, self.generator).designs)
+        return Proposal(self.draw(model, n, self.generator).designs)

@@ -14,6 +14,8 @@ from algorithms.best_of_n import BestOfN, BestOfNConfig
 from algorithms.ddpo import DDPO, DDPOConfig
 from algorithms.direct_backprop import DirectBackprop
 from algorithms.genetic import Genetic, GeneticConfig
+from algorithms.guidance import Guidance, GuidanceConfig
+from algorithms.large_scale_rl import LargeScaleRL, LargeScaleRLConfig
 from algorithms.method import Context, Method
 from algorithms.non_adaptive import NonAdaptive
 from algorithms.rwr import RWR, RWRConfig
@@ -46,6 +48,11 @@ METHODS: dict[str, MethodEntry] = {
                            {"importance_sampling": True}),
     "ddpo-sf": MethodEntry(DDPO, DDPOConfig, "DDPO with the score function (REINFORCE) on per-step log-probs",
                            {"importance_sampling": False}),
+    "large-scale-rl": MethodEntry(LargeScaleRL, LargeScaleRLConfig,
+                                  "Zhang et al. 2024: policy gradient, batch-wide reward normalisation, "
+                                  "pretraining-loss regulariser"),
+    "guidance": MethodEntry(Guidance, GuidanceConfig,
+                            "no fine-tuning: sampling steered by the learned reward's gradient (classifier guidance)"),
     "direct-backprop": MethodEntry(DirectBackprop, SeikoConfig,
                                    "AlignProp / DRaFT-1 on the learned reward: no optimism, no KL, last step only",
                                    {"optimism": "none", "kl_weight": 0.0, "last_k": 1, "reward_model": _ONE_MODEL}),

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -119,6 +120,13 @@ class RewardEnsemble:
         if self.net is None:
             raise RuntimeError("the reward model has not been fitted yet")
         return self.net(x)[0] * self.y_std + self.y_mean
+
+    def predict(self, x: torch.Tensor) -> np.ndarray | None:
+        """Mean prediction in reward units, without gradients (None before the first fit)."""
+        if self.net is None:
+            return None
+        with torch.no_grad():
+            return self.members(x).mean(0).numpy()
 
     def phi(self, x: torch.Tensor, member: int = 0) -> torch.Tensor:
         """(N, H) last-hidden features of one member: the UCB feature map."""

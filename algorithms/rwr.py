@@ -56,6 +56,8 @@ def rwr_weights(reward: np.ndarray, beta: float, sparse_fraction: float | None) 
 
 
 class RWR(SamplingMethod):
+    requires = ("sample", "encode", "conditions", "denoising_loss", "trainable_parameters")
+
     def __init__(self, config: RWRConfig, context: Context, name: str = "rwr"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
@@ -64,7 +66,8 @@ class RWR(SamplingMethod):
         latest = np.flatnonzero(data.round == round)
         reward = np.where(data.feasible[latest], data.reward[latest], self.ctx.floor)
         weights = torch.as_tensor(rwr_weights(reward, self.cfg.beta, self.cfg.sparse_fraction), dtype=torch.float32)
-        x0 = model.encode([data.designs[i] for i in latest])
+        designs = [data.designs[i] for i in latest]
+        x0, condition = model.encode(designs), model.conditions(designs)
         params = model.trainable_parameters()
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         losses = []
@@ -74,7 +77,8 @@ class RWR(SamplingMethod):
                 rows = order[start : start + self.cfg.batch_size]
                 if weights[rows].sum() == 0:  # sparse RWR: nothing to learn in this batch
                     continue
-                loss = model.denoising_loss(x0[rows], generator=self.generator, weights=weights[rows])
+                loss = model.denoising_loss(x0[rows], generator=self.generator, weights=weights[rows],
+                                            condition=None if condition is None else condition[rows])
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

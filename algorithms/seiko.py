@@ -71,6 +71,8 @@ class SeikoConfig:
 class Seiko(SamplingMethod):
     """SEIKO-UCB / -Bootstrap / -TS, and Greedy (optimism "none")."""
 
+    requires = ("sample", "sample_with_grad", "kl", "frozen_copy", "trainable_parameters")
+
     def __init__(self, config: SeikoConfig, context: Context, name: str = "seiko"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
@@ -104,7 +106,4 @@ class Seiko(SamplingMethod):
         return {"reward_model_mse": mse, "optimism_gap": gap, **stats}
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
-        if self.reward_model.net is None:
-            return None
-        with torch.no_grad():
-            return self.reward_model.members(self.ctx.featuriser(designs)).mean(0).numpy()
+        return self.reward_model.predict(self.ctx.featuriser(designs))

@@ -99,7 +99,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     task = get_task(task_name)
     model = task.load_model()
     base, method_settings = spec.method_settings(method_name)
-    context = Context(task.featuriser, task.oracle.floor, seed, task.operators)
+    context = Context(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data)
     method = build_method(base, context, method_settings, label=method_name)
     oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
                             charge_infeasible=task.charge_infeasible)

@@ -89,8 +89,36 @@ class DiffusionModel(Protocol):
         condition: torch.Tensor | None = None,
     ) -> DifferentiableSample: ...
 
-    def denoising_loss(self, x0: torch.Tensor, *, generator: torch.Generator, weights: torch.Tensor | None = None) -> torch.Tensor:
-        """The pretraining objective on clean samples x0, optionally weighted per sample."""
+    def sample_guided(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        guide: Callable[[torch.Tensor], torch.Tensor],
+        scale: float,
+        condition: torch.Tensor | None = None,
+    ) -> SampleOutput:
+        """Samples steered, step by step, by the gradient of `guide` (classifier
+        guidance with a reward). `guide` maps the model's current prediction of
+        the clean sample, in the representation of `DifferentiableSample.x`,
+        to (N,) rewards; each model states how it turns the gradient into a step."""
+        ...
+
+    def denoising_loss(
+        self,
+        x0: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        weights: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pretraining objective on clean samples x0 (with their conditions,
+        for conditional models), optionally weighted per sample."""
+        ...
+
+    def conditions(self, designs: Sequence[Any]) -> torch.Tensor | None:
+        """The condition each design was generated for (None for unconditional
+        models): what `denoising_loss` needs besides `encode(designs)`."""
         ...
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
@@ -112,6 +140,9 @@ class OracleOutput:
 
     reward: np.ndarray  # (N,) float64, NaN exactly where not feasible
     feasible: np.ndarray  # (N,) bool
+    components: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each component oracle's reward, for an oracle that combines several
+    (`domains.composite.WeightedSum`): the query log keeps every one."""
 
 
 @runtime_checkable
@@ -122,6 +153,8 @@ class Oracle(Protocol):
     name: str
     floor: float  # the value an infeasible design counts as in the final-value metric
     optimum: float | None  # the known maximum, where there is one
+    # An oracle that calls k others per design (a weighted sum) says so in an
+    # optional `calls_per_design = k`; the budgeted oracle logs the calls.
 
     def __call__(self, designs: Sequence[Any]) -> OracleOutput: ...
 
@@ -167,6 +200,8 @@ class Task:
     load_model: Callable[[], DiffusionModel]
     charge_infeasible: bool = True  # infeasible queries cost budget (PMO makes them free)
     operators: Operators | None = None  # search moves, for methods that search designs directly
+    pretraining_data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    """n fresh clean samples (encoded, with conditions or None) of what the model was pretrained on."""
     info: dict[str, Any] = field(default_factory=dict)  # task parameters, for manifests
 
 

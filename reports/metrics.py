@@ -31,8 +31,11 @@ LOG_DTYPES: dict[str, Any] = {
     "feasible": bool,
     "charged": bool,
     "cached": bool,
+    "oracle_calls": "int64",
     "wall_s": "float64",
 }
+# A combined oracle's component rewards follow, one column each: "reward.<oracle name>".
+COMPONENT_PREFIX = "reward."
 # Only numeric columns may be missing; a key such as "NAN" (a peptide) is a design, not a gap.
 _MISSING = ["", "nan", "NaN", "NA", "<NA>"]
 _NA_VALUES = {"call": _MISSING, "reward": _MISSING, "wall_s": _MISSING}
@@ -48,11 +51,12 @@ def load_log(path: str | Path) -> pd.DataFrame:
     missing = sorted(set(LOG_DTYPES) - set(header))
     if missing:
         raise ValueError(f"{path}: queries.csv lacks columns {missing}; expected {list(LOG_DTYPES)}")
+    components = [c for c in header if c.startswith(COMPONENT_PREFIX)]
     return pd.read_csv(
         path,
-        dtype=LOG_DTYPES,
+        dtype={**LOG_DTYPES, **{c: "float64" for c in components}},
         keep_default_na=False,
-        na_values=_NA_VALUES,
+        na_values={**_NA_VALUES, **{c: _MISSING for c in components}},
     )
 
 
@@ -160,7 +164,8 @@ def summarise(log: pd.DataFrame, budget: int, floor: float, k: int = 10, freq: i
     """The cell's query-log metrics as plain JSON values, for `metrics.json`.
 
     Keys: budget, k, freq, queries_used (charged), queries_logged (all rows),
-    cache_hits, auc_top{k}, best, top{k} (final top-k mean), feasible_rate
+    cache_hits, oracle_calls (underlying oracle calls, k per new design for a
+    sum of k oracles), auc_top{k}, best, top{k} (final top-k mean), feasible_rate
     (feasible fraction of charged queries) and feasible_by_round (a list in
     round order). Values undefined without charged queries are None.
     """
@@ -173,6 +178,7 @@ def summarise(log: pd.DataFrame, budget: int, floor: float, k: int = 10, freq: i
         "queries_used": len(charged),
         "queries_logged": len(log),
         "cache_hits": int(log["cached"].sum()),
+        "oracle_calls": int(log["oracle_calls"].sum()),
         f"auc_top{k}": auc_top_k(log, budget, floor, k, freq),
         "best": _plain(charged["score"].max()),
         f"top{k}": _plain(curve[-1]) if len(curve) else None,

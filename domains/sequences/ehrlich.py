@@ -166,6 +166,31 @@ class Ehrlich:
         return self.decode(self._optimum)[0]
 
 
+class MotifPresence:
+    """One motif's quantised presence h_q(x) in [0, 1] under an Ehrlich function's
+    feasibility (NaN where infeasible): a component of a multi-reward task. The
+    Ehrlich function is the product of these; their weighted sum rewards
+    partial progress on each motif separately."""
+
+    floor = 0.0
+    optimum = 1.0
+
+    def __init__(self, ehrlich: Ehrlich, motif: int):
+        if not 0 <= motif < ehrlich.config.num_motifs:
+            raise ValueError(f"motif must be in [0, {ehrlich.config.num_motifs}), got {motif}")
+        self.ehrlich, self.motif = ehrlich, motif
+        self.name = f"{ehrlich.name}-motif{motif}"
+
+    def key(self, design: str) -> str:
+        return self.ehrlich.key(design)
+
+    def __call__(self, designs: Sequence[str]) -> OracleOutput:
+        tokens = self.ehrlich.encode(designs)
+        feasible = self.ehrlich.is_feasible(tokens)
+        reward = torch.where(feasible, self.ehrlich.motif_presence(tokens)[:, self.motif], torch.nan)
+        return OracleOutput(reward=reward.numpy(), feasible=feasible.numpy())
+
+
 def _sample_transition_matrix(v: int, num_banned: int, generator: torch.Generator) -> torch.Tensor:
     """(v, v) row-stochastic A with `num_banned` zeros per row off the diagonal, redrawn
     until the allowed-transition graph is strongly connected, so that the DMP is ergodic

@@ -3,6 +3,10 @@
 Each task is one fixed Ehrlich function (its seed is part of the task) and a
 masked diffusion model pretrained on samples of that function's Markov
 process, so the pretrained model is feasible but knows nothing of the motifs.
+A multi-reward task (name ending in `-sum`) shares its base task's function,
+model and checkpoint, and scores the mean of the motifs' presences instead of
+their product: a weighted sum of one oracle per motif (Zhang et al. 2024's
+multi-reward setting), each of which is called for every measurement.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import torch
 from tqdm.auto import trange
 
 from domains.base import Task
-from domains.sequences.ehrlich import Ehrlich, EhrlichConfig
+from domains.composite import WeightedSum
+from domains.sequences.ehrlich import Ehrlich, EhrlichConfig, MotifPresence
 from domains.sequences.featuriser import OneHotBigramFeaturiser
 from domains.sequences.operators import StringOperators
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
@@ -23,18 +28,20 @@ from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DOMAIN = "protein"
 
-TASKS: dict[str, EhrlichConfig] = {
+_BASE: dict[str, EhrlichConfig] = {
     # v=20 (amino acids), L=32, two motifs of four: the Markov process alone
     # reaches at most 0.375 in 2,000 samples, the optimum is 1.0.
     "ehrlich-l32-c2-k4": EhrlichConfig(num_states=20, dim=32, num_motifs=2, motif_length=4, seed=0),
 }
+MULTI_SUFFIX = "-sum"
+TASKS: dict[str, EhrlichConfig] = {**_BASE, **{name + MULTI_SUFFIX: cfg for name, cfg in _BASE.items()}}
 
 # Sized for two CPU cores: a 256-sample pass of 16 steps costs about a second.
 MODEL = dict(num_steps=16, d_model=64, n_layers=2, n_heads=4)
 
 
 def checkpoint_path(name: str) -> Path:
-    return CHECKPOINTS / f"{name}.safetensors"
+    return CHECKPOINTS / f"{name.removesuffix(MULTI_SUFFIX)}.safetensors"
 
 
 def load_model(name: str, path: Path | None = None) -> MaskedDiffusionModel:
@@ -46,15 +53,22 @@ def load_model(name: str, path: Path | None = None) -> MaskedDiffusionModel:
 
 def build(name: str) -> Task:
     cfg = TASKS[name]
-    oracle = Ehrlich(cfg)
+    ehrlich = Ehrlich(cfg)
+    description = f"Ehrlich function v={cfg.num_states} L={cfg.dim} c={cfg.num_motifs} k={cfg.motif_length} q={cfg.q}"
+    oracle = ehrlich
+    if name.endswith(MULTI_SUFFIX):
+        c = cfg.num_motifs  # the constructed optimum has every motif: the sum's optimum is 1 too
+        oracle = WeightedSum([(MotifPresence(ehrlich, i), 1 / c) for i in range(c)], optimum=1.0)
+        description = f"mean motif presence (sum of {c} oracles) under the {description}"
     return Task(
         name=name,
         domain=DOMAIN,
-        description=f"Ehrlich function v={cfg.num_states} L={cfg.dim} c={cfg.num_motifs} k={cfg.motif_length} q={cfg.q}",
+        description=description,
         oracle=oracle,
-        featuriser=OneHotBigramFeaturiser(oracle.alphabet, cfg.dim),
+        featuriser=OneHotBigramFeaturiser(ehrlich.alphabet, cfg.dim),
         load_model=lambda: load_model(name),
-        operators=StringOperators(oracle.alphabet, cfg.dim),
+        operators=StringOperators(ehrlich.alphabet, cfg.dim),
+        pretraining_data=lambda n, generator: (ehrlich.sample_markov(n, generator), None),
         info={"oracle": oracle.name, **asdict(cfg)},
     )
 
@@ -63,6 +77,8 @@ def pretrain(name: str, *, steps: int = 2500, batch_size: int = 256, lr: float =
              out: Path | None = None, report_samples: int = 1000) -> dict[str, Any]:
     """Fit the MDLM to fresh Markov-process samples every step, save it, and
     report what the benchmark starts from: feasibility and rewards of samples."""
+    if name.endswith(MULTI_SUFFIX):
+        raise ValueError(f"task {name!r} uses the checkpoint of {name.removesuffix(MULTI_SUFFIX)!r}; pretrain that")
     oracle = Ehrlich(TASKS[name])
     torch.manual_seed(seed)
     model = MaskedDiffusionModel(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, **MODEL))

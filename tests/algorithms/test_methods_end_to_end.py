@@ -13,7 +13,7 @@ from algorithms.budgeted_oracle import BudgetedOracle
 from algorithms.loop import run
 from algorithms.method import Context, Feedback
 from algorithms.registry import METHODS, build_method, resolve_config
-from domains.base import OracleOutput
+from domains.base import CapabilityError, OracleOutput
 from domains.sequences.featuriser import OneHotBigramFeaturiser
 from domains.sequences.operators import StringOperators
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
@@ -21,8 +21,13 @@ from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
 ROUNDS = [8, 8]
 BUDGET = sum(ROUNDS)
-SEARCH_ONLY = {"best-of-n", "genetic"}
+LEAVE_MODEL_ALONE = {"best-of-n", "genetic", "guidance"}  # search, or steer sampling without training
 FAST = {"finetune_steps": 2, "batch_size": 4, "last_k": 2, "reward_model": {"steps": 5, "hidden": 8}}
+
+
+def markov_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, None]:
+    """Stand-in pretraining data: uniform tokens."""
+    return torch.randint(len(CFG.alphabet), (n, CFG.length), generator=generator), None
 
 
 class CountA:
@@ -52,9 +57,10 @@ def tiny_run(name: str):
     model = tiny_model()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     context = Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), CountA.floor, seed=0,
-                      operators=StringOperators(CFG.alphabet, CFG.length))
-    fine_tunes = "finetune_steps" in {f.name for f in dataclasses.fields(METHODS[name].config_cls)}
-    method = build_method(name, context, FAST if fine_tunes else {})
+                      operators=StringOperators(CFG.alphabet, CFG.length), pretraining_data=markov_data)
+    fields = {f.name for f in dataclasses.fields(METHODS[name].config_cls)}
+    settings = FAST if "finetune_steps" in fields else {"reward_model": FAST["reward_model"]} if "reward_model" in fields else {}
+    method = build_method(name, context, settings)
     oracle = BudgetedOracle(CountA(), BUDGET, method=name, seed=0)
     seen: list[Feedback] = []
     update = method.update
@@ -94,7 +100,9 @@ def test_one_record_for_round_zero_and_one_per_scheduled_round(finished):
         assert all(np.isnan(r.learned_reward) for r in records)
         return
     assert all(np.isfinite(r.learned_reward) for r in records[1:])
-    assert {"reward_model_mse", "finetune_reward", "finetune_kl"} <= set(records[-1].diagnostics)
+    assert "reward_model_mse" in records[-1].diagnostics
+    if name not in LEAVE_MODEL_ALONE:
+        assert {"finetune_reward", "finetune_kl"} <= set(records[-1].diagnostics)
 
 
 def test_method_learns_only_from_queries_in_the_log(finished):
@@ -113,7 +121,7 @@ def test_method_learns_only_from_queries_in_the_log(finished):
 def test_fine_tuning_changes_the_model_and_search_leaves_it_alone(finished):
     name, method, model, initial, oracle, records, seen = finished
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, initial[k])]
-    if name in SEARCH_ONLY:  # the pretrained model is only a source of designs
+    if name in LEAVE_MODEL_ALONE:  # the pretrained model is only a source of designs
         assert not changed
     else:
         assert changed
@@ -130,6 +138,29 @@ def test_non_adaptive_spends_the_whole_budget_in_one_round():
 def test_adaptive_methods_query_every_round():
     name, method, model, initial, oracle, records, seen = "greedy", *tiny_run("greedy")
     assert oracle.log()["round"].value_counts().sort_index().tolist() == ROUNDS
+
+
+class SamplerOnly:
+    """A model that can only sample: what a method needing more must refuse."""
+
+    num_steps = CFG.num_steps
+
+    def __init__(self):
+        self.model = tiny_model()
+
+    def sample(self, n, *, generator, keep_trajectory=False, condition=None):
+        return self.model.sample(n, generator=generator)
+
+
+@pytest.mark.parametrize("name,missing", [("ddpo-is", "log_prob"), ("large-scale-rl", "log_prob"),
+                                          ("guidance", "sample_guided"), ("seiko-ucb", "sample_with_grad"),
+                                          ("rwr", "denoising_loss")])
+def test_a_missing_capability_fails_before_any_query(name, missing):
+    context = Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0, pretraining_data=markov_data)
+    oracle = BudgetedOracle(CountA(), BUDGET, method=name, seed=0)
+    with pytest.raises(CapabilityError, match=f"{name} needs the model's .*{missing}.*SamplerOnly"):
+        run(build_method(name, context), SamplerOnly(), oracle, ROUNDS, floor=0.0, eval_samples=4, eval_seed=0)
+    assert oracle.used == 0 and len(oracle.log()) == 0
 
 
 def test_unknown_method_name_suggests_the_closest():

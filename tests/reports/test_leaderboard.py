@@ -36,6 +36,7 @@ def write_cell(root: Path, method: str, seed: int, final_value: float) -> None:
             "feasible": True,
             "charged": True,
             "cached": False,
+            "oracle_calls": 1,
             "wall_s": 0.01,
         }
     )

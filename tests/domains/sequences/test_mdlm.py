@@ -297,3 +297,51 @@ def test_config_rejects_inconsistent_settings():
         MDLMConfig(alphabet="AC", length=4, d_model=10, n_heads=4)
     with pytest.raises(ValueError, match="gumbel_temperature"):
         MDLMConfig(alphabet="AC", length=4, gumbel_temperature=0.0)
+
+
+def test_guided_sampling_with_scale_zero_is_sampling():
+    model = tiny_model()
+    plain = model.sample(16, generator=gen(5)).designs
+    guided = model.sample_guided(16, generator=gen(5), guide=lambda x: x.sum((1, 2)), scale=0.0).designs
+    assert guided == plain
+
+
+def test_guided_token_distribution_is_the_exponentially_tilted_one():
+    """One position: the denoiser always sees the all-mask state, so the revealed
+    token of a linear guide w . x0_hat is drawn from softmax(logits + scale * w)."""
+    cfg = MDLMConfig(alphabet="ACDE", length=1, num_steps=3, d_model=16, n_layers=1, n_heads=2)
+    model = tiny_model(cfg, seed=1)
+    w = torch.tensor([1.0, 0.0, -0.5, 0.3])
+    scale = 2.0
+    with torch.no_grad():
+        logits = model.denoiser(model._one_hot(model._start(1)))[0, 0]
+    expected = torch.softmax(logits + scale * w, -1)
+    n = 4000
+    designs = model.sample_guided(n, generator=gen(2), guide=lambda x: (x * w).sum((1, 2)), scale=scale).designs
+    for letter, prob in zip(cfg.alphabet, expected.tolist()):
+        assert designs.count(letter) / n == pytest.approx(prob, abs=0.025)
+    assert abs(designs.count("A") / n - float(torch.softmax(logits, -1)[0])) > 0.1  # and the tilt is visible
+
+
+def test_guide_sees_known_tokens_as_one_hots_and_leaves_the_weights_alone():
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def guide(x0_hat):
+        seen.append(x0_hat.detach())
+        return x0_hat[..., 0].sum(-1)
+
+    model.sample_guided(8, generator=gen(0), guide=guide, scale=1.0)
+    assert len(seen) == CFG.num_steps
+    for x in seen:
+        assert torch.allclose(x.sum(-1), torch.ones(8, CFG.length), atol=1e-5)  # distributions over letters
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_unconditional_model_refuses_a_condition():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="unconditional"):
+        model.denoising_loss(model.encode(["ACDEAC"]), generator=gen(0), condition=torch.zeros(1))
+    assert model.conditions(["ACDEAC"]) is None

@@ -1,0 +1,31 @@
+"""What an image-domain oracle scores: pixels together with the condition they
+were generated for (a digit label or a text prompt).
+
+The condition travels with the design because feasibility depends on it (a
+digit image is feasible when a classifier recognises the label it was asked
+for) and because two identical pixel arrays made for different prompts are
+different measurements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class ImageDesign:
+    """One generated image and its condition."""
+
+    pixels: np.ndarray
+    """(H, W) greyscale or (H, W, 3) RGB, uint8."""
+    condition: int | str
+    """The digit label (digits backend) or the prompt (Stable Diffusion backend)."""
+
+    def key(self) -> str:
+        """The budgeted oracle's cache key: a hash of shape, bytes and condition."""
+        digest = hashlib.sha1(np.ascontiguousarray(self.pixels).tobytes())
+        digest.update(repr((self.pixels.shape, str(self.pixels.dtype), self.condition)).encode())
+        return digest.hexdigest()
