@@ -20,34 +20,27 @@ import numpy as np
 import torch
 
 from algorithms.method import Context, Feedback, SamplingMethod, sample_in_chunks
-from algorithms.reward_models import Optimism, OptimismConfig, RewardEnsemble, RewardModelConfig, objective
+from algorithms.reward_models import LearnedRewardConfig, RewardEnsemble, RewardModelConfig, objective
 from domains.base import DiffusionModel, SampleOutput
 
 
+def _one_network() -> RewardModelConfig:
+    return RewardModelConfig(ensemble_size=1, bootstrap=False)
+
+
 @dataclass
-class GuidanceConfig:
-    """The guide and how strongly it steers."""
+class GuidanceConfig(LearnedRewardConfig):
+    """The guide (a learned reward, plain by default) and how strongly it steers."""
 
     scale: float = 1000.0
     """Guidance strength: the multiplier of the reward gradient at each step. It
     is in reward units, so it is task-specific: 1000 was chosen on the protein
     task's tuning seed 100 among 1, 10, ..., 10^4 (`protein-baselines-tuning`)."""
-    optimism: Optimism = "none"
-    """Guide with the plain fit (none) or an optimistic one (ucb | bootstrap | ts)."""
-    reward_model: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(ensemble_size=1, bootstrap=False))
+    reward_model: RewardModelConfig = field(default_factory=_one_network)
     """The reward model refitted each round (one network on all data by default)."""
-    bonus: OptimismConfig = field(default_factory=OptimismConfig)
-    """Optimism settings, when `optimism` is not none."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.reward_model, dict):
-            self.reward_model = RewardModelConfig(**self.reward_model)
-        if isinstance(self.bonus, dict):
-            self.bonus = OptimismConfig(**self.bonus)
-        if self.optimism not in ("none", "ucb", "bootstrap", "ts"):
-            raise ValueError(f"optimism={self.optimism!r}: expected one of none, ucb, bootstrap, ts")
-        if self.optimism in ("bootstrap", "ts") and self.reward_model.ensemble_size < 2:
-            raise ValueError(f"optimism={self.optimism} needs reward_model.ensemble_size >= 2")
+        super().__post_init__()
         if self.scale < 0:
             raise ValueError(f"scale must be >= 0, got {self.scale}")
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -41,24 +41,27 @@ class RoundRecord:
     wall_s: float
     peak_rss_mb: float
     diagnostics: dict[str, float] = field(default_factory=dict)
+    samples: list[Any] = field(default_factory=list, repr=False)  # the held-out designs scored (not in the row)
 
     def row(self) -> dict[str, float]:
-        out = asdict(self)
-        return {**{k: v for k, v in out.items() if k != "diagnostics"}, **self.diagnostics}
+        out = {k: v for k, v in vars(self).items() if k not in ("diagnostics", "samples")}
+        return {**out, **self.diagnostics}
 
 
-def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int, seed: int) -> tuple[float, ...]:
+def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int,
+             seed: int) -> tuple[tuple[float, float, float, float], list[Any]]:
     """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation)
-    of n held-out samples: the gap between the two rewards is over-optimisation."""
+    of n held-out samples, and the samples: the gap between the two rewards is
+    over-optimisation."""
     designs = method.draw(model, n, torch.Generator().manual_seed(seed)).designs
     reward, feasible, _ = ask_oracle(oracle, designs)
     score = np.where(feasible, reward, floor)
     learned = method.predict(designs)
     if learned is None:
-        return float(score.mean()), float(feasible.mean()), float("nan"), float("nan")
+        return (float(score.mean()), float(feasible.mean()), float("nan"), float("nan")), designs
     spread = score.std() > 0 and np.std(learned) > 0
     corr = float(np.corrcoef(learned, score)[0, 1]) if spread else float("nan")
-    return float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr
+    return (float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr), designs
 
 
 def run(
@@ -77,9 +80,9 @@ def run(
     data, records = Feedback(), []
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
-        scores = evaluate(model, method, oracle.oracle, floor, eval_samples, eval_seed)
+        scores, samples = evaluate(model, method, oracle.oracle, floor, eval_samples, eval_seed)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        records.append(RoundRecord(r, oracle.used, *scores, time.perf_counter() - start, peak, diagnostics))
+        records.append(RoundRecord(r, oracle.used, *scores, time.perf_counter() - start, peak, diagnostics, samples))
         on_round(records[-1])
 
     record(0, time.perf_counter(), {})

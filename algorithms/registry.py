@@ -82,7 +82,8 @@ def _check_fields(config_cls: type, settings: dict[str, Any], where: str) -> dic
         if key not in fields:
             raise UnknownName(f"setting of {where}", key, fields)
         kind = fields[key].type
-        inner = fields[key].default_factory if fields[key].default_factory is not dataclasses.MISSING else None
+        factory = fields[key].default_factory
+        inner = type(factory()) if factory is not dataclasses.MISSING else None  # a nested config's class
         if isinstance(value, dict) and inner is not None and dataclasses.is_dataclass(inner):
             value = _check_fields(inner, value, f"{where}.{key}")
         elif kind == "float" and not isinstance(value, bool):

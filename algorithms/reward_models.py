@@ -18,7 +18,8 @@ Three ways of being optimistic are offered, all from one MLP ensemble:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
@@ -186,3 +187,28 @@ def objective(
         draw = int(torch.randint(model.cfg.ensemble_size, (1,), generator=generator))
         return lambda x: model.members(x)[draw]
     raise ValueError(f"unknown optimism {optimism!r}: expected one of none, ucb, bootstrap, ts")
+
+
+@dataclass
+class LearnedRewardConfig:
+    """The reward model a method refits every round, and how optimistic it is:
+    shared by the methods that optimise (SEIKO) or follow (guidance) a learned reward."""
+
+    optimism: Optimism = "none"
+    """none (the plain fit) | ucb | bootstrap | ts."""
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    """The ensemble fitted each round (UCB and the plain fit use one member on all data)."""
+    bonus: OptimismConfig = field(default_factory=OptimismConfig)
+    """Optimism settings: UCB's c, lambda, clip; Bootstrap's rule."""
+
+    def __post_init__(self) -> None:
+        # Nested settings given as a mapping are laid over this config's own
+        # default, so a subclass's default (one network for guidance) survives them.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+                setattr(self, f.name, dataclasses.replace(f.default_factory(), **value))
+        if self.optimism not in ("none", "ucb", "bootstrap", "ts"):
+            raise ValueError(f"optimism={self.optimism!r}: expected one of none, ucb, bootstrap, ts")
+        if self.optimism in ("bootstrap", "ts") and self.reward_model.ensemble_size < 2:
+            raise ValueError(f"optimism={self.optimism} needs reward_model.ensemble_size >= 2")

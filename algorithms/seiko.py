@@ -17,7 +17,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,12 @@ import torch
 
 from algorithms.finetune import finetune_direct
 from algorithms.method import Context, Feedback, Proposal, SamplingMethod
-from algorithms.reward_models import Optimism, OptimismConfig, RewardEnsemble, RewardModelConfig, objective
+from algorithms.reward_models import LearnedRewardConfig, Optimism, RewardEnsemble, objective
 from domains.base import DiffusionModel
 
 
 @dataclass
-class SeikoConfig:
+class SeikoConfig(LearnedRewardConfig):
     """SEIKO's settings. Reward and KL scales are the protein task's (chosen on
     tuning seeds 100-102, see README 'Research question'); the paper's image
     values are given beside each."""
@@ -47,20 +47,9 @@ class SeikoConfig:
     """Reverse steps that carry the reward gradient (truncated back-propagation)."""
     lr: float = 1e-3
     """Adam learning rate of fine-tuning (seed 100, Greedy: 1e-3 beat 3e-3 after 3 rounds)."""
-    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
-    """The ensemble fitted each round (UCB and Greedy use one member on all data)."""
-    bonus: OptimismConfig = field(default_factory=OptimismConfig)
-    """Optimism settings: UCB's c, lambda, clip; Bootstrap's rule."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.reward_model, dict):
-            self.reward_model = RewardModelConfig(**self.reward_model)
-        if isinstance(self.bonus, dict):
-            self.bonus = OptimismConfig(**self.bonus)
-        if self.optimism not in ("none", "ucb", "bootstrap", "ts"):
-            raise ValueError(f"optimism={self.optimism!r}: expected one of none, ucb, bootstrap, ts")
-        if self.optimism in ("bootstrap", "ts") and self.reward_model.ensemble_size < 2:
-            raise ValueError(f"optimism={self.optimism} needs reward_model.ensemble_size >= 2")
+        super().__post_init__()
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
         for name in ("finetune_steps", "batch_size", "last_k"):

@@ -11,6 +11,7 @@ is ever read back.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.image import imsave
 from tqdm.auto import tqdm
 
 from algorithms import loop
@@ -37,7 +39,16 @@ from domains.tasks import get_task
 from reports import atomic_write
 from reports.metrics import summarise
 
-CELL_FILES = ("queries.csv", "evals.csv", "metrics.json")
+# The held-out samples of the first and last evaluation, drawn where a task can render them.
+SAMPLE_PICTURES = ("samples_first.png", "samples_last.png")
+CELL_FILES = ("queries.csv", "evals.csv", "metrics.json", *SAMPLE_PICTURES)
+
+
+def png(image: np.ndarray) -> bytes:
+    """uint8 (H, W) or (H, W, 3) pixels as PNG bytes, greyscale kept grey."""
+    buffer = io.BytesIO()
+    imsave(buffer, image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, format="png")
+    return buffer.getvalue()
 
 
 def cell_dir(out: Path, spec: Spec, task: str, method: str, seed: int) -> Path:
@@ -104,11 +115,14 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
                             charge_infeasible=task.charge_infeasible)
     records: list[loop.RoundRecord] = []
-    bar = tqdm(total=len(method.schedule(spec.rounds)), desc=f"{method_name} seed{seed}", unit="round",
-               leave=False, disable=not progress)
+    num_rounds = len(method.schedule(spec.rounds))
+    bar = tqdm(total=num_rounds, desc=f"{method_name} seed{seed}", unit="round", leave=False, disable=not progress)
 
     def save(record: loop.RoundRecord) -> None:
         records.append(record)
+        if task.render is not None and record.round in (0, num_rounds):
+            picture = SAMPLE_PICTURES[record.round == num_rounds]
+            atomic_write(folder / picture, png(task.render(record.samples)))
         atomic_write(folder / "evals.csv", pd.DataFrame([r.row() for r in records]).to_csv(index=False))
         atomic_write(folder / "queries.csv", oracle.log().to_csv(index=False))
         bar.update(record.round > 0)

@@ -202,6 +202,8 @@ class Task:
     operators: Operators | None = None  # search moves, for methods that search designs directly
     pretraining_data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     """n fresh clean samples (encoded, with conditions or None) of what the model was pretrained on."""
+    render: Callable[[Sequence[Any]], np.ndarray] | None = None
+    """Designs to one uint8 picture (a grid of images), for domains people would rather look at."""
     info: dict[str, Any] = field(default_factory=dict)  # task parameters, for manifests
 
 

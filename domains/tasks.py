@@ -7,8 +7,9 @@ from typing import Any
 
 from domains.base import Task, UnknownName
 
-# Modules that each hold DOMAIN, TASKS (name -> parameters), build(name) and pretrain(name, ...).
-_MODULES = ["domains.sequences.tasks"]
+# Modules that each hold DOMAIN, TASKS (name -> parameters), build(name) and pretrain(name, ...),
+# and optionally EXTRA_PRETRAIN: names of other artefacts their pretrain(name) makes (a classifier).
+_MODULES = ["domains.sequences.tasks", "domains.images.tasks"]
 
 
 def _registry() -> dict[str, tuple[str, str]]:
@@ -38,4 +39,9 @@ def get_task(name: str) -> Task:
 
 
 def pretrain(name: str, **kwargs: Any) -> dict[str, Any]:
+    """Pretrain a task's model, or another artefact a domain names in EXTRA_PRETRAIN."""
+    for module_name in _MODULES:
+        module = import_module(module_name)
+        if name in getattr(module, "EXTRA_PRETRAIN", ()):
+            return module.pretrain(name, **kwargs)
     return _module(name).pretrain(name, **kwargs)

@@ -46,10 +46,11 @@ def write_report(results_dir: Path) -> list[Path]:
     for (spec, task), group in cells.groupby(["spec", "task"], sort=True):
         folder = results_dir / spec / task
         written += [
-            atomic_write(folder / "leaderboard.md", markdown_section(group, f"# {spec} / {task}", "curves.png").encode()),
-            atomic_write(folder / "leaderboard.html", leaderboard_html(group, "curves.png").encode()),
+            atomic_write(folder / "leaderboard.md",
+                         markdown_section(group, f"# {spec} / {task}", "curves.png", folder).encode()),
+            atomic_write(folder / "leaderboard.html", leaderboard_html(group, "curves.png", folder).encode()),
             atomic_write(folder / "curves.png", curves_png(group)),
         ]
-        sections.append(markdown_section(group, f"## {spec} / {task}", f"{spec}/{task}/curves.png"))
+        sections.append(markdown_section(group, f"## {spec} / {task}", f"{spec}/{task}/curves.png", results_dir))
     written.append(atomic_write(results_dir / "README.md", readme(sections).encode()))
     return written

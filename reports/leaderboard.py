@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -113,20 +114,57 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([row(list(table.columns)), row(align), *body])
 
 
-def markdown_section(cells: pd.DataFrame, heading: str, image: str) -> str:
-    """Heading, header bullets, table and curves image of one task, in Markdown.
+SAMPLE_PICTURES = {"round 0": "samples_first.png", "end": "samples_last.png"}  # written by the runner
 
-    Shared by each task's leaderboard.md and the results README, so both show the same table.
+
+def sample_pictures(cells: pd.DataFrame, base: Path) -> list[tuple[str, dict[str, str]]]:
+    """(method, {column: picture path relative to `base`}) for each method whose
+    first seed's cell drew its held-out samples, in leaderboard order. Every
+    method's pictures come from the same seed and evaluation generator, so the
+    grids show the same seeds and conditions at round 0 and at the end."""
+    out = []
+    for method in leaderboard_table(cells)["method"]:
+        rows = cells[cells["method"] == method].sort_values("seed")
+        folder = Path(rows["dir"].iloc[0])
+        found = {column: os.path.relpath(folder / name, base) for column, name in SAMPLE_PICTURES.items()
+                 if (folder / name).exists()}
+        if found:
+            out.append((f"{method} (seed {rows['seed'].iloc[0]})", found))
+    return out
+
+
+def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) -> str:
+    """Heading, header bullets, table, curves image and (for domains with
+    pictures) sample grids of one task, in Markdown. `base` is the folder the
+    Markdown lives in. Shared by each task's leaderboard.md and the results
+    README, so both show the same table.
     """
     bullets = [f"- {line}" for line in header_lines(cells)]
-    return "\n".join([heading, "", *bullets, "", markdown_table(leaderboard_table(cells)), "", f"![curves]({image})", ""])
+    lines = [heading, "", *bullets, "", markdown_table(leaderboard_table(cells)), "", f"![curves]({image})", ""]
+    pictures = sample_pictures(cells, base)
+    if pictures:
+        lines += ["Held-out samples, same seeds and conditions at round 0 and at the end:", "",
+                  "| method | " + " | ".join(SAMPLE_PICTURES) + " |", "|:--|" + ":-:|" * len(SAMPLE_PICTURES)]
+        lines += [f"| {method} | " + " | ".join(f"![{c}]({found[c]})" if c in found else "" for c in SAMPLE_PICTURES)
+                  + " |" for method, found in pictures]
+        lines.append("")
+    return "\n".join(lines)
 
 
-def leaderboard_html(cells: pd.DataFrame, image: str) -> str:
-    """A small static page: title, header bullets, the table and the curves image."""
+def leaderboard_html(cells: pd.DataFrame, image: str, base: Path) -> str:
+    """A small static page: title, header bullets, the table, the curves image
+    and the sample grids (paths relative to `base`, the page's folder)."""
     title = html.escape(f"seiko-bench: {cells['spec'].iloc[0]} / {cells['task'].iloc[0]}")
     bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(cells))
     table = leaderboard_table(cells).to_html(index=False, border=0)
+    pictures = "".join(
+        f"<tr><td>{html.escape(method)}</td>"
+        + "".join(f'<td><img class="grid" src="{html.escape(found[c])}" alt="{c}"></td>' if c in found else "<td></td>"
+                  for c in SAMPLE_PICTURES) + "</tr>\n"
+        for method, found in sample_pictures(cells, base))
+    if pictures:
+        head = "".join(f"<th>{c}</th>" for c in SAMPLE_PICTURES)
+        pictures = f"<h2>Held-out samples</h2>\n<table>\n<tr><th>method</th>{head}</tr>\n{pictures}</table>"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -138,6 +176,7 @@ table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 img {{ max-width: 100%; margin-top: 1em; }}
+img.grid {{ width: 240px; image-rendering: pixelated; margin: 0; }}
 </style>
 </head>
 <body>
@@ -147,6 +186,7 @@ img {{ max-width: 100%; margin-top: 1em; }}
 </ul>
 {table}
 <img src="{html.escape(image)}" alt="learning curves">
+{pictures}
 </body>
 </html>
 """

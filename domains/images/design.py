@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -29,3 +30,18 @@ class ImageDesign:
         digest = hashlib.sha1(np.ascontiguousarray(self.pixels).tobytes())
         digest.update(repr((self.pixels.shape, str(self.pixels.dtype), self.condition)).encode())
         return digest.hexdigest()
+
+
+def grid(designs: Sequence[ImageDesign], columns: int = 8, limit: int = 32, pad: int = 1) -> np.ndarray:
+    """The first `limit` designs tiled row by row, `columns` to a row, on a white
+    `pad`-pixel border: uint8 (H, W) for greyscale designs, (H, W, 3) for RGB."""
+    images = [d.pixels for d in designs[:limit]]
+    if not images:
+        raise ValueError("no designs to draw")
+    h, w = images[0].shape[:2]
+    rows = -(-len(images) // columns)
+    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, *images[0].shape[2:]), 255, np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = image
+    return canvas

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -48,6 +47,7 @@ from domains.images.ddim import (
     predicted_original_sample,
 )
 from domains.images.design import ImageDesign
+from domains.images.digits import digit_labels, from_pixels, stack_pixels, to_designs
 
 
 @dataclass
@@ -104,16 +104,6 @@ class DigitDiffusionConfig:
                 f"eta={self.eta} must be > 0: with eta = 0 DDIM is deterministic and its steps have no log-prob")
         if self.num_classes < 1 or self.layers_per_block < 1:
             raise ValueError("num_classes and layers_per_block must be positive")
-
-
-def _to_pixels(x: torch.Tensor) -> np.ndarray:
-    """(N, 1, H, W) floats in [-1, 1] (clamped) to (N, H, W) uint8 pixels."""
-    return ((x.detach().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].cpu().numpy()
-
-
-def _from_pixels(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(N, H, W) uint8 pixels to (N, 1, H, W) float32 in [-1, 1]; exact inverse of `_to_pixels`."""
-    return torch.as_tensor(np.asarray(pixels), dtype=torch.float32)[:, None] / 127.5 - 1
 
 
 class DigitDiffusionModel(nn.Module):
@@ -233,7 +223,7 @@ class DigitDiffusionModel(nn.Module):
                 log_probs.append(step.log_prob)
         trajectory = Trajectory(states, torch.stack(log_probs, 1), labels) if keep_trajectory else None
         x = x.clamp(-1, 1)
-        return SampleOutput(x, self._designs(x, labels), trajectory)
+        return SampleOutput(x, to_designs(x, labels), trajectory)
 
     def log_prob(self, trajectory: Trajectory, steps: Sequence[int] | None = None) -> torch.Tensor:
         """(N, len(steps)) per-pixel-mean Gaussian log-probs (DDPO's convention, see `ddim.py`) of
@@ -312,7 +302,7 @@ class DigitDiffusionModel(nn.Module):
             x = mean + step.std * self._noise(x, generator)
         kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)
         x = x.clamp(-1, 1)
-        return DifferentiableSample(x, self._designs(x, labels), kl)
+        return DifferentiableSample(x, to_designs(x, labels), kl)
 
     def sample_guided(
         self,
@@ -356,7 +346,7 @@ class DigitDiffusionModel(nn.Module):
                 x = ddim_step_with_log_prob(self.scheduler, eps_hat, t, x, eta=self.cfg.eta,
                                             variance_noise=self._noise(x, generator)).prev_sample
         x = x.clamp(-1, 1)
-        return SampleOutput(x, self._designs(x, labels))
+        return SampleOutput(x, to_designs(x, labels))
 
     def denoising_loss(
         self,
@@ -383,31 +373,14 @@ class DigitDiffusionModel(nn.Module):
         return (weights * per_image).sum() / weights.sum()
 
     # ----- designs ---------------------------------------------------------------
-    def _designs(self, x: torch.Tensor, labels: torch.Tensor) -> list[ImageDesign]:
-        return [ImageDesign(p, int(y)) for p, y in zip(_to_pixels(x), labels.tolist())]
-
     def conditions(self, designs: Sequence[ImageDesign]) -> torch.Tensor:
         """(N,) int64 digit labels of the designs."""
-        labels = []
-        for d in designs:
-            if not isinstance(d, ImageDesign):
-                raise ValueError(f"expected an ImageDesign, got {type(d).__name__}")
-            if not isinstance(d.condition, numbers.Integral) or isinstance(d.condition, bool):
-                raise ValueError(f"expected an int digit label, got {d.condition!r}")
-            labels.append(int(d.condition))
-        return self._check_labels(torch.tensor(labels, dtype=torch.long))
+        stack_pixels(designs, self.cfg.image_size)  # the same one-line errors as the oracles give
+        return self._check_labels(torch.from_numpy(digit_labels(designs)))
 
     def encode(self, designs: Sequence[ImageDesign]) -> torch.Tensor:
         """(N, 1, H, W) float32 in [-1, 1] from the designs' uint8 pixels."""
-        s = self.cfg.image_size
-        for d in designs:
-            if not isinstance(d, ImageDesign):
-                raise ValueError(f"expected an ImageDesign, got {type(d).__name__}")
-            if d.pixels.shape != (s, s) or d.pixels.dtype != np.uint8:
-                raise ValueError(f"expected uint8 pixels of shape ({s}, {s}), got {d.pixels.dtype} {d.pixels.shape}")
-        if not designs:
-            return torch.zeros(0, 1, s, s)
-        return _from_pixels(np.stack([d.pixels for d in designs]))
+        return from_pixels(stack_pixels(designs, self.cfg.image_size))
 
     def decode(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> list[ImageDesign]:
         """Designs from (N, 1, H, W) images and their (N,) labels. A design carries its label (the
@@ -415,7 +388,7 @@ class DigitDiffusionModel(nn.Module):
         required; the protocol's one-argument call raises."""
         if condition is None:
             raise ValueError("the digits model's decode needs the label of each image: pass condition=(N,) labels")
-        return self._designs(x, self._given_labels(x.shape[0], condition))
+        return to_designs(x, self._given_labels(x.shape[0], condition))
 
     # ----- bookkeeping -----------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -484,7 +457,7 @@ def pretrain_digits(
         raise ValueError(
             f"images must be (N, {s}, {s}) or (N, 1, {s}, {s}), got {tuple(torch.as_tensor(images).shape)}")
     if x0.dtype == torch.uint8:
-        x0 = _from_pixels(x0[:, 0])
+        x0 = from_pixels(x0[:, 0].numpy())
     elif x0.is_floating_point():
         x0 = x0.float()
         if x0.min() < -1 or x0.max() > 1:

@@ -22,8 +22,8 @@ from domains.base import Task
 from domains.composite import WeightedSum
 from domains.sequences.ehrlich import Ehrlich, EhrlichConfig, MotifPresence
 from domains.sequences.featuriser import OneHotBigramFeaturiser
-from domains.sequences.operators import StringOperators
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
+from domains.sequences.operators import StringOperators
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DOMAIN = "protein"

@@ -128,7 +128,7 @@ def test_fine_tuning_changes_the_model_and_search_leaves_it_alone(finished):
 
 
 def test_non_adaptive_spends_the_whole_budget_in_one_round():
-    name, method, model, initial, oracle, records, seen = "non-adaptive", *tiny_run("non-adaptive")
+    method, _, _, oracle, records, seen = tiny_run("non-adaptive")
     assert method.schedule(ROUNDS) == [BUDGET]
     assert len(records) == 2 and len(seen) == 1
     log = oracle.log()
@@ -136,7 +136,7 @@ def test_non_adaptive_spends_the_whole_budget_in_one_round():
 
 
 def test_adaptive_methods_query_every_round():
-    name, method, model, initial, oracle, records, seen = "greedy", *tiny_run("greedy")
+    oracle = tiny_run("greedy")[3]
     assert oracle.log()["round"].value_counts().sort_index().tolist() == ROUNDS
 
 
@@ -189,3 +189,8 @@ def test_settings_are_laid_over_the_variants_defaults():
     assert cfg.optimism == "ucb"
     assert (cfg.reward_model.hidden, cfg.reward_model.ensemble_size, cfg.reward_model.bootstrap) == (8, 1, False)
     assert resolve_config("seiko-bootstrap").reward_model.ensemble_size >= 2
+
+
+def test_nested_settings_keep_the_methods_own_defaults():
+    cfg = resolve_config("guidance", {"reward_model": {"hidden": 8}})
+    assert (cfg.reward_model.hidden, cfg.reward_model.ensemble_size, cfg.reward_model.bootstrap) == (8, 1, False)

@@ -140,3 +140,20 @@ def test_reports_import_neither_domains_nor_algorithms():
     repo = Path(__file__).parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert out.stdout.strip() == "[]"
+
+
+def test_sample_grids_of_the_first_seed_are_linked_where_cells_drew_them(tmp_path: Path):
+    for method, seeds in FINAL_VALUES.items():
+        for seed, value in seeds.items():
+            write_cell(tmp_path, method, seed, value)
+    for seed in (0, 1):  # only ucb drew pictures; the report links seed 0's
+        for name in ("samples_first.png", "samples_last.png"):
+            (tmp_path / SPEC / TASK / "ucb" / f"seed{seed}" / name).write_bytes(b"\x89PNG")
+    write_report(tmp_path)
+    task_dir = tmp_path / SPEC / TASK
+    for page, base in [(task_dir / "leaderboard.md", task_dir), (tmp_path / "README.md", tmp_path)]:
+        text = page.read_text()
+        assert "| ucb (seed 0) | ![round 0](" in text and "greedy (seed" not in text
+        links = [part.split(")")[0] for part in text.split("](")[1:] if "samples_" in part.split(")")[0]]
+        assert len(links) == 2 and all((base / link).exists() and "seed0" in link for link in links)
+    assert 'src="ucb/seed0/samples_last.png"' in (task_dir / "leaderboard.html").read_text()

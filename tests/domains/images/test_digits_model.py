@@ -339,11 +339,11 @@ def test_decode_without_labels_raises():
     ],
 )
 def test_encode_rejects_a_bad_design(design, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((TypeError, ValueError), match=message):
         tiny_model().encode([design])
 
 
-@pytest.mark.parametrize("label, message", [("seven", "int digit label"), (12, r"\[0, 9\]")])
+@pytest.mark.parametrize("label, message", [("seven", "digit label 0..9"), (12, "digit label 0..9")])
 def test_conditions_reject_a_bad_label(label, message):
     with pytest.raises(ValueError, match=message):
         tiny_model().conditions([ImageDesign(np.zeros((16, 16), np.uint8), label)])
