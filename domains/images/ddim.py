@@ -97,7 +97,7 @@ def step_std(scheduler: DDIMScheduler, timestep: int, eta: float) -> float:
     return eta * math.sqrt(max(variance, 0.0))
 
 
-def _check(scheduler: DDIMScheduler) -> None:
+def check_scheduler(scheduler: DDIMScheduler) -> None:
     if scheduler.config.prediction_type != "epsilon":
         raise ValueError(
             f"only epsilon prediction is supported, the scheduler has {scheduler.config.prediction_type!r}")
@@ -110,7 +110,7 @@ def predicted_original_sample(
 ) -> torch.Tensor:
     """x0_hat of DDIM Eq. 12 from the predicted noise, clipped to +-clip_sample_range when the
     scheduler clips (as its `step` does). Differentiable in `model_output` and `sample`."""
-    _check(scheduler)
+    check_scheduler(scheduler)
     alpha_bar_t, _ = alpha_bars(scheduler, timestep)
     x0 = (sample - math.sqrt(1 - alpha_bar_t) * model_output) / math.sqrt(alpha_bar_t)
     if scheduler.config.clip_sample:

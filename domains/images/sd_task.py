@@ -1,0 +1,65 @@
+"""A benchmark task on a user's own Stable Diffusion checkpoint.
+
+Not registered by name (it needs a checkpoint and, for the aesthetic reward,
+weights that are not shipped): build it with `build_task` and run any method
+on it through `algorithms.loop.run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from domains.base import Task, UnknownName
+from domains.images.sd_rewards import (
+    AESTHETIC_SOURCE,
+    AESTHETIC_WEIGHTS_NAME,
+    DEFAULT_CLIP,
+    AestheticMLP,
+    AestheticOracle,
+    AestheticPredictor,
+    ClipFeaturiser,
+    SDJpegCompressibility,
+    SDJpegIncompressibility,
+    load_clip_vision,
+)
+from domains.images.stable_diffusion import StableDiffusionConfig, StableDiffusionModel
+
+REWARDS = ("aesthetic", "jpeg-compressibility", "jpeg-incompressibility")
+
+
+def build_task(
+    config: StableDiffusionConfig,
+    reward: str = "aesthetic",
+    aesthetic_weights: str | Path | None = None,
+    clip: str = DEFAULT_CLIP,
+) -> Task:
+    """A benchmark task on a user's Stable Diffusion: `config` says which checkpoint and how to sample
+    it, `reward` which oracle scores the images (the aesthetic predictor needs `aesthetic_weights`,
+    the path of `sac+logos+ava1-l14-linearMSE.pth`). The featuriser is CLIP (`clip`, ViT-L/14 by
+    default; for the aesthetic task the oracle's own CLIP is shared, not loaded twice). The model is
+    loaded when the task's `load_model` is called, on `config.device`."""
+    if reward not in REWARDS:
+        raise UnknownName("Stable Diffusion reward", reward, REWARDS)
+    if reward == "aesthetic" and aesthetic_weights is None:
+        raise ValueError(f"reward='aesthetic' needs aesthetic_weights=PATH of {AESTHETIC_WEIGHTS_NAME}"
+                         f" (from {AESTHETIC_SOURCE})")
+    mlp = AestheticMLP.load(aesthetic_weights) if reward == "aesthetic" else None
+    vision = load_clip_vision(clip, device=config.torch_device, dtype=config.torch_dtype)
+    if mlp is not None:
+        oracle: AestheticOracle | SDJpegCompressibility | SDJpegIncompressibility = AestheticOracle(AestheticPredictor(vision, mlp), config.resolution)
+    elif reward == "jpeg-compressibility":
+        oracle = SDJpegCompressibility(config.resolution)
+    else:
+        oracle = SDJpegIncompressibility(config.resolution)
+    return Task(
+        name=f"sd-{reward}",
+        domain="images",
+        description=f"{reward} of {config.resolution}px Stable Diffusion images ({config.pretrained}),"
+                    f" {len(config.prompts)} prompts, every design feasible",
+        oracle=oracle,
+        featuriser=ClipFeaturiser(vision),
+        load_model=lambda: StableDiffusionModel(config),
+        info={"oracle": oracle.name, "pretrained": config.pretrained, "resolution": config.resolution,
+              "num_steps": config.num_steps, "guidance_scale": config.guidance_scale,
+              "lora_rank": config.lora_rank, "clip": clip, "prompts": len(config.prompts)},
+    )
