@@ -1,4 +1,7 @@
-"""The README's worked example is a test: it must run as printed."""
+"""The README's worked example is a test: it must run as printed.
+
+Blocks fenced ```python run here; blocks fenced ```py need what this machine
+lacks (Stable Diffusion weights, a GPU) and are only read."""
 
 from __future__ import annotations
 
