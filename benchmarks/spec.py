@@ -19,7 +19,7 @@ from domains.base import UnknownName
 from domains.tasks import list_tasks
 
 SPECS = Path(__file__).parent / "specs"
-DEFAULT_SPECS = ["protein"]
+DEFAULT_SPECS = ["protein", "images"]  # one per domain: `seiko-bench run` with no spec runs them all
 
 
 class SpecError(ValueError):
