@@ -42,6 +42,7 @@ weight is set per benchmark, and a true KL is comparable across steps and image 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -117,6 +118,33 @@ def predicted_original_sample(
         r = scheduler.config.clip_sample_range
         x0 = x0.clamp(-r, r)
     return x0
+
+
+def reward_guided_eps(
+    scheduler: DDIMScheduler,
+    x: torch.Tensor,
+    timestep: int,
+    eps_of: Callable[[torch.Tensor], torch.Tensor],
+    reward_of_x0: Callable[[torch.Tensor], torch.Tensor],
+    scale: float,
+) -> torch.Tensor:
+    """Classifier guidance with a reward on the predicted clean sample: the noise
+    prediction eps_of(x) shifted by -scale * sqrt(1 - alpha_bar_t) * grad_x reward(x0_hat(x)),
+    without a gradient (Dhariwal & Nichol 2021, Eq. 14, with the reward as the
+    classifier's log-probability and x0_hat's reward as the noisy classifier).
+    A guide that ignores its input steers nothing."""
+    n = x.shape[0]
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        eps = eps_of(x_in)
+        reward = reward_of_x0(predicted_original_sample(scheduler, eps, timestep, x_in))
+        if reward.shape != (n,):
+            raise ValueError(f"guide must return {n} rewards, one per image, got shape {tuple(reward.shape)}")
+        g = torch.autograd.grad(reward.sum(), x_in, allow_unused=True)[0] if reward.requires_grad else None
+    if g is None:
+        g = torch.zeros_like(x)
+    alpha_bar_t, _ = alpha_bars(scheduler, timestep)
+    return eps.detach() - scale * math.sqrt(1 - alpha_bar_t) * g
 
 
 def ddim_step_mean(

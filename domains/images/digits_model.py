@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -40,11 +39,10 @@ from tqdm.auto import tqdm
 from domains.base import DifferentiableSample, SampleOutput, Trajectory
 from domains.images.ddim import (
     DDIMStepMean,
-    alpha_bars,
     ddim_step_mean,
     ddim_step_with_log_prob,
     gaussian_kl,
-    predicted_original_sample,
+    reward_guided_eps,
 )
 from domains.images.design import ImageDesign
 from domains.images.digits import digit_labels, from_pixels, stack_pixels, to_designs
@@ -329,19 +327,7 @@ class DigitDiffusionModel(nn.Module):
         labels = self._labels(n, generator, condition)
         x = self._start(n, generator)
         for j, t in enumerate(self.timesteps):
-            with torch.enable_grad():
-                x_in = x.detach().requires_grad_(True)
-                eps = self._eps(x_in, j, labels)
-                reward = guide(predicted_original_sample(self.scheduler, eps, t, x_in))
-                if reward.shape != (n,):
-                    raise ValueError(f"guide must return {n} rewards, one per image, got shape {tuple(reward.shape)}")
-                g = None
-                if reward.requires_grad:  # a guide that ignores its input steers nothing
-                    (g,) = torch.autograd.grad(reward.sum(), x_in, allow_unused=True)
-            if g is None:
-                g = torch.zeros_like(x)
-            alpha_bar_t, _ = alpha_bars(self.scheduler, t)
-            eps_hat = eps.detach() - scale * math.sqrt(1 - alpha_bar_t) * g
+            eps_hat = reward_guided_eps(self.scheduler, x, t, lambda x_in: self._eps(x_in, j, labels), guide, scale)
             with torch.no_grad():
                 x = ddim_step_with_log_prob(self.scheduler, eps_hat, t, x, eta=self.cfg.eta,
                                             variance_noise=self._noise(x, generator)).prev_sample

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,12 +48,11 @@ from torch.utils.checkpoint import checkpoint
 from domains.base import DifferentiableSample, SampleOutput, Trajectory
 from domains.images.ddim import (
     DDIMStepMean,
-    alpha_bars,
     check_scheduler,
     ddim_step_mean,
     ddim_step_with_log_prob,
     gaussian_kl,
-    predicted_original_sample,
+    reward_guided_eps,
 )
 from domains.images.design import ImageDesign
 
@@ -565,20 +563,9 @@ class StableDiffusionModel:
         z = self._start(n, generator)
         ckpt = self.cfg.gradient_checkpointing
         for j, t in enumerate(self.timesteps):
-            with torch.enable_grad():
-                z_in = z.detach().requires_grad_(True)
-                eps = self._eps(z_in, j, prompts, checkpointed=ckpt)
-                z0 = predicted_original_sample(self.scheduler, eps, t, z_in)
-                reward = guide(self._decode(z0, checkpointed=ckpt).clamp(-1, 1))
-                if reward.shape != (n,):
-                    raise ValueError(f"guide must return {n} rewards, one per image, got shape {tuple(reward.shape)}")
-                g = None
-                if reward.requires_grad:  # a guide that ignores its input steers nothing
-                    (g,) = torch.autograd.grad(reward.sum(), z_in, allow_unused=True)
-            if g is None:
-                g = torch.zeros_like(z)
-            alpha_bar_t, _ = alpha_bars(self.scheduler, t)
-            eps_hat = eps.detach() - scale * math.sqrt(1 - alpha_bar_t) * g
+            eps_hat = reward_guided_eps(
+                self.scheduler, z, t, lambda z_in: self._eps(z_in, j, prompts, checkpointed=ckpt),
+                lambda z0: guide(self._decode(z0, checkpointed=ckpt).clamp(-1, 1)), scale)
             with torch.no_grad():
                 z = ddim_step_with_log_prob(self.scheduler, eps_hat, t, z, eta=self.cfg.eta,
                                             variance_noise=self._noise(z, generator)).prev_sample
