@@ -77,8 +77,9 @@ def curves_png(cells: pd.DataFrame) -> bytes:
     fig = Figure(figsize=(15, 4), dpi=120, layout="constrained")
     ax_top, ax_best, ax_value = fig.subplots(1, 3)
     length = int(max(cells["budget"].max(), cells["queries_used"].max()))
-    palette = matplotlib.colormaps["tab10"]
-    for i, (_, runs) in enumerate(cells.groupby("method", sort=True)):
+    methods = cells.groupby("method", sort=True)
+    palette = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]  # one colour per method, up to 20
+    for i, (_, runs) in enumerate(methods):
         colour = palette(i % palette.N)
         _query_curves(ax_top, ax_best, runs, length, colour)
         _eval_curve(ax_value, runs, colour)
