@@ -157,3 +157,14 @@ def test_sample_grids_of_the_first_seed_are_linked_where_cells_drew_them(tmp_pat
         links = [part.split(")")[0] for part in text.split("](")[1:] if "samples_" in part.split(")")[0]]
         assert len(links) == 2 and all((base / link).exists() and "seed0" in link for link in links)
     assert 'src="ucb/seed0/samples_last.png"' in (task_dir / "leaderboard.html").read_text()
+
+
+def test_a_sum_of_oracles_says_how_many_calls_a_query_costs(tmp_path: Path):
+    write_cell(tmp_path, "ucb", 0, 0.5)
+    metrics_path = tmp_path / SPEC / TASK / "ucb" / "seed0" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    write_report(tmp_path)
+    assert "Oracle calls" not in (tmp_path / "README.md").read_text()
+    metrics_path.write_text(json.dumps(metrics | {"oracle_calls": 2 * metrics["queries_used"]}))
+    write_report(tmp_path)
+    assert "Oracle calls: up to 2 per query" in (tmp_path / SPEC / TASK / "leaderboard.md").read_text()
