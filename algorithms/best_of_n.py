@@ -9,9 +9,7 @@ is the best designs among its queries (best, top-10 and AUC in the log).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 
 from algorithms.method import Context, Feedback, SamplingMethod
@@ -30,6 +28,3 @@ class BestOfN(SamplingMethod):
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         return {}
-
-    def predict(self, designs: list[Any]) -> np.ndarray | None:
-        return None

@@ -131,8 +131,7 @@ class PolicyGradient(SamplingMethod):
         return Proposal(sample.designs, sample.trajectory)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
-        latest = np.flatnonzero(data.round == round)  # this round's episodes, in proposal order
-        reward = np.where(data.feasible[latest], data.reward[latest], self.ctx.floor)
+        latest, reward = data.round_scores(round, self.ctx.floor)  # this round's episodes
         advantage = torch.as_tensor(
             np.clip(self.advantages(reward), -self.cfg.adv_clip_max, self.cfg.adv_clip_max), dtype=torch.float32)
         params = model.trainable_parameters()
@@ -166,9 +165,6 @@ class PolicyGradient(SamplingMethod):
         stats = {"policy_loss": float(np.mean(losses)), "first_ratio": first_ratio,
                  "advantage_std": float(advantage.std())}
         return stats | ({"regulariser": float(np.mean(regs))} if regs else {})
-
-    def predict(self, designs: list[Any]) -> np.ndarray | None:
-        return None
 
 
 class DDPO(PolicyGradient):

@@ -73,6 +73,3 @@ class Genetic(SamplingMethod):
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         self.data = data
         return {"parents": float(len(self._parents()))}
-
-    def predict(self, designs: list[Any]) -> np.ndarray | None:
-        return None

@@ -12,7 +12,14 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
-from domains.base import CapabilityError, DiffusionModel, Featuriser, Operators, SampleOutput, Trajectory
+from domains.base import (
+    CapabilityError,
+    DiffusionModel,
+    Featuriser,
+    Operators,
+    SampleOutput,
+    Trajectory,
+)
 
 
 @dataclass
@@ -54,6 +61,12 @@ class Feedback:
         """Rewards with infeasible designs at the floor: a reward model trained on
         these learns to stay feasible, because leaving the feasible set costs."""
         return torch.as_tensor(np.where(self.feasible, self.reward, floor), dtype=torch.float32)
+
+    def round_scores(self, round: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, scores) of one round's queries, in the order proposed, with
+        infeasible designs at the floor: what on-policy methods learn from."""
+        rows = np.flatnonzero(self.round == round)
+        return rows, np.where(self.feasible[rows], self.reward[rows], floor)
 
     def __len__(self) -> int:
         return len(self.designs)
@@ -124,3 +137,6 @@ class SamplingMethod:
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         return Proposal(self.draw(model, n, self.generator).designs)
+
+    def predict(self, designs: list[Any]) -> np.ndarray | None:
+        return None  # no learned reward, unless a method fits one

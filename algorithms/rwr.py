@@ -12,7 +12,6 @@ weight 1. No reward model, no KL: the weighting itself keeps updates small.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -63,8 +62,7 @@ class RWR(SamplingMethod):
         self.generator = torch.Generator().manual_seed(context.seed)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
-        latest = np.flatnonzero(data.round == round)
-        reward = np.where(data.feasible[latest], data.reward[latest], self.ctx.floor)
+        latest, reward = data.round_scores(round, self.ctx.floor)
         weights = torch.as_tensor(rwr_weights(reward, self.cfg.beta, self.cfg.sparse_fraction), dtype=torch.float32)
         designs = [data.designs[i] for i in latest]
         x0, condition = model.encode(designs), model.conditions(designs)
@@ -85,6 +83,3 @@ class RWR(SamplingMethod):
                 opt.step()
                 losses.append(float(loss.detach()))
         return {"weighted_loss": float(np.mean(losses)) if losses else float("nan"), "max_weight": float(weights.max())}
-
-    def predict(self, designs: list[Any]) -> np.ndarray | None:
-        return None

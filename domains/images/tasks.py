@@ -9,6 +9,7 @@ Both tasks share the model and the classifier; only the reward's sign differs.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +50,19 @@ def load_model(path: Path | None = None) -> DigitDiffusionModel:
     return DigitDiffusionModel.load(path)
 
 
+@cache
+def _training_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """The train split, built once per process: large-scale RL asks for a batch
+    of it at every gradient step. Read-only: callers index copies out of it."""
+    split = split_digits()
+    return split.train_x, split.train_y
+
+
 def _pretraining_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """n training digits drawn with replacement, with their labels."""
-    split = split_digits()
-    rows = torch.randint(len(split.train_y), (n,), generator=generator)
-    return split.train_x[rows], split.train_y[rows]
+    x, y = _training_digits()
+    rows = torch.randint(len(y), (n,), generator=generator)
+    return x[rows], y[rows]
 
 
 def build(name: str) -> Task:
