@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.method import Context, Feedback, SamplingMethod
+from algorithms.method import Context, Feedback, SamplingMethod, Variant
 from domains.base import DiffusionModel
 
 
@@ -28,3 +28,8 @@ class BestOfN(SamplingMethod):
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         return {}
+
+
+VARIANTS = {
+    "best-of-n": Variant(BestOfN, BestOfNConfig, "measure pretrained samples and keep the best; no learning"),
+}

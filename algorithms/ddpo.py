@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, SamplingMethod, sample_in_chunks
-from domains.base import DiffusionModel, Trajectory
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant, sample_in_chunks
+from domains.base import DiffusionModel, Trajectory, index_states
 
 
 @dataclass
@@ -92,7 +92,7 @@ class StatTracker:
 
 def _rows(trajectory: Trajectory, rows: torch.Tensor) -> Trajectory:
     condition = None if trajectory.condition is None else trajectory.condition[rows]
-    return Trajectory([s[rows] for s in trajectory.states], trajectory.log_probs[rows], condition)
+    return Trajectory([index_states(s, rows) for s in trajectory.states], trajectory.log_probs[rows], condition)
 
 
 def policy_loss(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor,
@@ -178,3 +178,11 @@ class DDPO(PolicyGradient):
         condition = self.trajectory.condition
         conditions = [None] * len(reward) if condition is None else condition.tolist()
         return self.tracker.update(conditions, reward)
+
+
+VARIANTS = {
+    "ddpo-is": Variant(DDPO, DDPOConfig, "DDPO with importance sampling (PPO clip) on per-step log-probs",
+                       {"importance_sampling": True}),
+    "ddpo-sf": Variant(DDPO, DDPOConfig, "DDPO with the score function (REINFORCE) on per-step log-probs",
+                       {"importance_sampling": False}),
+}

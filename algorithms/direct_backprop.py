@@ -18,8 +18,16 @@ How it differs from Greedy, which shares its machinery (`algorithms.finetune`):
 
 from __future__ import annotations
 
-from algorithms.seiko import Seiko
+from algorithms.method import Variant
+from algorithms.seiko import ONE_MODEL, Seiko, SeikoConfig
 
 
 class DirectBackprop(Seiko):
     """SEIKO's fit-then-fine-tune round with no optimism, no KL and K = 1 (registry defaults)."""
+
+
+VARIANTS = {
+    "direct-backprop": Variant(DirectBackprop, SeikoConfig,
+                               "AlignProp / DRaFT-1 on the learned reward: no optimism, no KL, last step only",
+                               {"optimism": "none", "kl_weight": 0.0, "last_k": 1, "reward_model": ONE_MODEL}),
+}

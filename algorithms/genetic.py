@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, SamplingMethod
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant
 from domains.base import CapabilityError, DiffusionModel
 
 
@@ -73,3 +73,8 @@ class Genetic(SamplingMethod):
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         self.data = data
         return {"parents": float(len(self._parents()))}
+
+
+VARIANTS = {
+    "genetic": Variant(Genetic, GeneticConfig, "genetic algorithm on the designs, seeded by pretrained samples"),
+}

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, SamplingMethod, sample_in_chunks
+from algorithms.method import Context, Feedback, SamplingMethod, Variant, sample_in_chunks
 from algorithms.reward_models import LearnedRewardConfig, RewardEnsemble, RewardModelConfig, objective
 from domains.base import DiffusionModel, SampleOutput
 
@@ -71,3 +71,9 @@ class Guidance(SamplingMethod):
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         return self.reward_model.predict(self.ctx.featuriser(designs))
+
+
+VARIANTS = {
+    "guidance": Variant(Guidance, GuidanceConfig,
+                        "no fine-tuning: sampling steered by the learned reward's gradient (classifier guidance)"),
+}

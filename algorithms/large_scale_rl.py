@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from algorithms.ddpo import PolicyGradient, PolicyGradientConfig
-from algorithms.method import Context
+from algorithms.method import Context, Variant
 from domains.base import CapabilityError, DiffusionModel
 
 
@@ -84,3 +84,10 @@ class LargeScaleRL(PolicyGradient):
             return None
         x0, condition = self.ctx.pretraining_data(self.cfg.pretrain_batch, self.generator)
         return self.cfg.pretrain_weight * model.denoising_loss(x0, generator=self.generator, condition=condition)
+
+
+VARIANTS = {
+    "large-scale-rl": Variant(LargeScaleRL, LargeScaleRLConfig,
+                              "Zhang et al. 2024: policy gradient, batch-wide reward normalisation, "
+                              "pretraining-loss regulariser"),
+}

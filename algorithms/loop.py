@@ -8,9 +8,12 @@
         evaluate(model)                          # held-out samples, not charged
 
 Evaluation draws held-out designs from the current model with the same
-generator seed every round (common random numbers across rounds and methods),
-scores them with the raw oracle, charges nothing and logs nothing in the query
-log: the query log holds only what a method paid for.
+generator seed every round (common random numbers across rounds and methods)
+and scores them with the evaluation oracle: by default the task's own, which is
+free on synthetic tasks; a separate one (a cheap proxy of a lab's assay); or
+none. It charges nothing and logs nothing in the query log, which holds only
+what a method paid for, but every evaluation call is counted in the round's
+record, so that a lab sees what a run cost its oracle in all.
 """
 
 from __future__ import annotations
@@ -18,14 +21,14 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
 
 from algorithms.budgeted_oracle import BudgetedOracle, ask_oracle
 from algorithms.method import Feedback, Method, check_capabilities
-from domains.base import DiffusionModel
+from domains.base import DiffusionModel, Oracle
 
 
 @dataclass
@@ -38,6 +41,7 @@ class RoundRecord:
     feasible_fraction: float
     learned_reward: float  # the method's own reward model on the same samples (NaN if none)
     learned_corr: float  # Pearson correlation of the learned and the oracle's reward there (NaN if none)
+    eval_oracle_calls: int  # calls of the evaluation oracle this round (uncharged; 0 when evaluation is off)
     wall_s: float
     peak_rss_mb: float
     diagnostics: dict[str, float] = field(default_factory=dict)
@@ -48,7 +52,7 @@ class RoundRecord:
         return {**out, **self.diagnostics}
 
 
-def evaluate(model: DiffusionModel, method: Method, oracle, floor: float, n: int,
+def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int,
              seed: int) -> tuple[tuple[float, float, float, float], list[Any]]:
     """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation)
     of n held-out samples, and the samples: the gap between the two rewards is
@@ -71,18 +75,32 @@ def run(
     rounds: list[int],
     *,
     floor: float,
-    eval_samples: int,
-    eval_seed: int,
+    eval_samples: int = 0,
+    eval_seed: int = 0,
+    eval_oracle: Oracle | Literal["oracle"] | None = "oracle",
     on_round: Callable[[RoundRecord], None] = lambda record: None,
 ) -> list[RoundRecord]:
-    """Run `method` for its schedule of `rounds`; returns one record per round (and round 0)."""
+    """Run `method` for its schedule of `rounds`; returns one record per round (and round 0).
+
+    After every round, `eval_samples` held-out designs are scored by `eval_oracle`
+    ("oracle": the budgeted oracle's own, uncharged; None or 0 samples: no evaluation,
+    and the record's value is NaN)."""
     check_capabilities(method, model)
+    evaluator = oracle.oracle if eval_oracle == "oracle" else eval_oracle
+    if eval_samples == 0:
+        evaluator = None
+    calls_per_design = int(getattr(evaluator, "calls_per_design", 1))
     data, records = Feedback(), []
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
-        scores, samples = evaluate(model, method, oracle.oracle, floor, eval_samples, eval_seed)
+        if evaluator is None:
+            scores, samples, calls = (float("nan"),) * 4, [], 0
+        else:
+            scores, samples = evaluate(model, method, evaluator, floor, eval_samples, eval_seed)
+            calls = eval_samples * calls_per_design
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        records.append(RoundRecord(r, oracle.used, *scores, time.perf_counter() - start, peak, diagnostics, samples))
+        records.append(RoundRecord(r, oracle.used, *scores, calls, time.perf_counter() - start, peak,
+                                   diagnostics, samples))
         on_round(records[-1])
 
     record(0, time.perf_counter(), {})

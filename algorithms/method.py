@@ -18,7 +18,9 @@ from domains.base import (
     Featuriser,
     Operators,
     SampleOutput,
+    Task,
     Trajectory,
+    cat_states,
 )
 
 
@@ -32,6 +34,23 @@ class Context:
     operators: Operators | None = None  # the domain's search moves, if it has them
     pretraining_data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     """n clean samples (and their conditions) of the data the model was pretrained on, if the domain has it."""
+
+    @classmethod
+    def from_task(cls, task: Task, seed: int) -> Context:
+        """Everything a method may know of `task`: its featuriser, floor, search moves and pretraining data."""
+        return cls(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered method name: the class that runs it, its config class and
+    the settings that make this variant (laid under a spec's own settings).
+    Each method module declares its variants beside the method (`VARIANTS`)."""
+
+    cls: type
+    config_cls: type
+    summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -115,11 +134,11 @@ def sample_in_chunks(draw: Callable[[int], SampleOutput], n: int, chunk: int = 2
     if outs[0].trajectory is not None:
         parts = [o.trajectory for o in outs]
         trajectory = Trajectory(
-            [torch.cat(states) for states in zip(*(t.states for t in parts))],
+            [cat_states(states) for states in zip(*(t.states for t in parts))],
             torch.cat([t.log_probs for t in parts]),
             None if parts[0].condition is None else torch.cat([t.condition for t in parts]),
         )
-    return SampleOutput(torch.cat([o.x for o in outs]), [d for o in outs for d in o.designs], trajectory)
+    return SampleOutput(cat_states([o.x for o in outs]), [d for o in outs for d in o.designs], trajectory)
 
 
 class SamplingMethod:

@@ -8,7 +8,8 @@ model. It isolates what adaptivity (querying the fine-tuned model) buys.
 
 from __future__ import annotations
 
-from algorithms.seiko import Seiko
+from algorithms.method import Variant
+from algorithms.seiko import ONE_MODEL, Seiko, SeikoConfig
 
 
 class NonAdaptive(Seiko):
@@ -16,3 +17,9 @@ class NonAdaptive(Seiko):
 
     def schedule(self, rounds: list[int]) -> list[int]:
         return [sum(rounds)]
+
+
+VARIANTS = {
+    "non-adaptive": Variant(NonAdaptive, SeikoConfig, "whole budget on the pretrained model, fit and fine-tune once",
+                            {"optimism": "none", "reward_model": ONE_MODEL}),
+}

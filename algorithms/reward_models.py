@@ -18,7 +18,6 @@ Three ways of being optimistic are offered, all from one MLP ensemble:
 from __future__ import annotations
 
 import math
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -167,6 +166,12 @@ class OptimismConfig:
     std_weight: float = 1.0
     """k in mean + k * std."""
 
+    def __post_init__(self) -> None:
+        if self.bootstrap_rule not in ("mean_std", "max"):
+            raise ValueError(f"bootstrap_rule={self.bootstrap_rule!r}: expected mean_std or max")
+        if self.bonus_lambda <= 0:
+            raise ValueError(f"bonus_lambda must be > 0 (the Gram matrix's ridge), got {self.bonus_lambda}")
+
 
 def objective(
     model: RewardEnsemble, optimism: Optimism, cfg: OptimismConfig, generator: torch.Generator
@@ -202,12 +207,9 @@ class LearnedRewardConfig:
     """Optimism settings: UCB's c, lambda, clip; Bootstrap's rule."""
 
     def __post_init__(self) -> None:
-        # Nested settings given as a mapping are laid over this config's own
-        # default, so a subclass's default (one network for guidance) survives them.
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
-                setattr(self, f.name, dataclasses.replace(f.default_factory(), **value))
+        # Nested settings from a spec are laid over this config's own defaults by
+        # `algorithms.config.build`, so a subclass's default (guidance's single
+        # network) survives a partial override.
         if self.optimism not in ("none", "ucb", "bootstrap", "ts"):
             raise ValueError(f"optimism={self.optimism!r}: expected one of none, ucb, bootstrap, ts")
         if self.optimism in ("bootstrap", "ts") and self.reward_model.ensemble_size < 2:

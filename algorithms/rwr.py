@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, SamplingMethod
-from domains.base import DiffusionModel
+from algorithms.method import Context, Feedback, SamplingMethod, Variant
+from domains.base import DiffusionModel, index_states
 
 
 @dataclass
@@ -75,7 +75,7 @@ class RWR(SamplingMethod):
                 rows = order[start : start + self.cfg.batch_size]
                 if weights[rows].sum() == 0:  # sparse RWR: nothing to learn in this batch
                     continue
-                loss = model.denoising_loss(x0[rows], generator=self.generator, weights=weights[rows],
+                loss = model.denoising_loss(index_states(x0, rows), generator=self.generator, weights=weights[rows],
                                             condition=None if condition is None else condition[rows])
                 opt.zero_grad()
                 loss.backward()
@@ -83,3 +83,10 @@ class RWR(SamplingMethod):
                 opt.step()
                 losses.append(float(loss.detach()))
         return {"weighted_loss": float(np.mean(losses)) if losses else float("nan"), "max_weight": float(weights.max())}
+
+
+VARIANTS = {
+    "rwr": Variant(RWR, RWRConfig, "reward-weighted regression: denoising loss weighted by exp(beta * advantage)"),
+    "rwr-sparse": Variant(RWR, RWRConfig, "sparse RWR: denoising loss on the top 10% of each round",
+                          {"sparse_fraction": 0.1}),
+}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from algorithms.finetune import finetune_direct
-from algorithms.method import Context, Feedback, Proposal, SamplingMethod
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant
 from algorithms.reward_models import LearnedRewardConfig, Optimism, RewardEnsemble, objective
 from domains.base import DiffusionModel
 
@@ -96,3 +96,18 @@ class Seiko(SamplingMethod):
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         return self.reward_model.predict(self.ctx.featuriser(designs))
+
+
+ONE_MODEL = {"ensemble_size": 1, "bootstrap": False}
+"""UCB and Greedy fit one network on all data (SEIKO Sec. 4.1)."""
+
+VARIANTS = {
+    "seiko-ucb": Variant(Seiko, SeikoConfig, "SEIKO with a UCB bonus on last-layer features",
+                         {"optimism": "ucb", "reward_model": ONE_MODEL}),
+    "seiko-bootstrap": Variant(Seiko, SeikoConfig, "SEIKO with bootstrap-ensemble optimism (mean + k*std)",
+                               {"optimism": "bootstrap"}),
+    "seiko-ts": Variant(Seiko, SeikoConfig, "SEIKO with Thompson sampling (one ensemble member per round)",
+                        {"optimism": "ts"}),
+    "greedy": Variant(Seiko, SeikoConfig, "SEIKO without optimism: fit, then fine-tune on the fitted reward",
+                      {"optimism": "none", "reward_model": ONE_MODEL}),
+}

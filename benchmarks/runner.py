@@ -6,6 +6,11 @@ metrics.json: a cell is finished iff metrics.json exists, so a rerun skips it,
 and a killed cell (no metrics.json) is cleared and run again from the start.
 Every file is written atomically (temp file + rename), so nothing half-written
 is ever read back.
+
+A finished cell records the fingerprint of its settings and the version of the
+code that produced it (`code_version`). A rerun with other settings refuses to
+replace it; a rerun with the same settings under changed code reruns it, so no
+result older than its code survives a run.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import random
 import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict
+from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -33,9 +38,10 @@ from tqdm.auto import tqdm
 from algorithms import loop
 from algorithms.budgeted_oracle import BudgetedOracle
 from algorithms.method import Context
-from algorithms.registry import build_method, resolve_config
+from algorithms.config import plain
+from algorithms.registry import build_method
 from benchmarks.spec import Spec, SpecError
-from domains.tasks import get_task
+from domains.tasks import TaskRef, load_factory
 from reports import atomic_write
 from reports.metrics import summarise
 
@@ -57,11 +63,36 @@ def cell_dir(out: Path, spec: Spec, task: str, method: str, seed: int) -> Path:
 
 def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, Any]:
     """Everything that determines a cell's result, stored in its metrics.json."""
+    ref, resolved = spec.task(task), spec.method(method)
     return {
-        "task": task, "method": method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
-        "eval_samples": spec.eval_samples, "auc_freq": spec.auc_freq,
-        "config": asdict(resolve_config(*spec.method_settings(method))),
+        "task": task, "task_source": ref.source, "task_params": ref.params,
+        "method": method, "runs": resolved.method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
+        "eval_samples": spec.eval_samples, "evaluation": spec.evaluation, "auc_freq": spec.auc_freq,
+        "config": plain(resolved.config),
     }
+
+
+# The code that decides a cell's numbers: the packages a cell runs (with the
+# shipped checkpoints) and this runner; not the CLI, the specs or the reports.
+_PROJECT = Path(__file__).resolve().parent.parent
+_CODE = ("algorithms", "domains")
+_CODE_SUFFIXES = (".py", ".safetensors", ".json")
+
+
+def code_version(extra_files: list[Path] = ()) -> dict[str, str]:
+    """The project's version and a hash of the code that produces a cell (plus a
+    user's task module): a cell finished under another hash is stale."""
+    files = sorted(p for package in _CODE for p in (_PROJECT / package).rglob("*")
+                   if p.suffix in _CODE_SUFFIXES and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in [*files, Path(__file__).resolve(), *extra_files]:
+        name = path.relative_to(_PROJECT) if path.is_relative_to(_PROJECT) else path.name
+        digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        version = metadata.version("seiko-bench")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"version": version, "hash": digest.hexdigest()[:16]}
 
 
 def environment() -> dict[str, Any]:
@@ -79,15 +110,17 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def finished(folder: Path, settings: dict[str, Any], rerun: bool) -> bool:
-    """True if the cell is done with these settings; refuses to clobber a cell
-    that was finished with other settings unless asked to rerun."""
+def finished(folder: Path, settings: dict[str, Any], code: dict[str, str], rerun: bool) -> bool:
+    """True if the cell is done with these settings by this code. A cell finished
+    with other settings is refused (unless asked to rerun); one finished by other
+    code is stale and runs again."""
     metrics = folder / "metrics.json"
     if not metrics.exists() or rerun:
         return False
-    if json.loads(metrics.read_text()).get("fingerprint") != fingerprint(settings):
+    done = json.loads(metrics.read_text())
+    if done.get("fingerprint") != fingerprint(settings):
         raise SpecError(f"{folder} was finished with other settings; pass --rerun to replace it or --out another folder")
-    return True
+    return done.get("code", {}).get("hash") == code["hash"]
 
 
 def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
@@ -98,6 +131,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     threads on a busy machine are many times slower, not a little."""
     folder = cell_dir(out, spec, task_name, method_name, seed)
     settings = cell_settings(spec, task_name, method_name, seed)
+    ref = spec.task(task_name)
     folder.mkdir(parents=True, exist_ok=True)
     for name in CELL_FILES:
         (folder / name).unlink(missing_ok=True)
@@ -107,11 +141,10 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     random.seed(seed)
 
     start = time.perf_counter()
-    task = get_task(task_name)
+    task = ref.build()
     model = task.load_model()
-    base, method_settings = spec.method_settings(method_name)
-    context = Context(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data)
-    method = build_method(base, context, method_settings, label=method_name)
+    resolved = spec.method(method_name)
+    method = build_method(resolved.method, Context.from_task(task, seed), label=method_name, config=resolved.config)
     oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
                             charge_infeasible=task.charge_infeasible)
     records: list[loop.RoundRecord] = []
@@ -120,7 +153,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
 
     def save(record: loop.RoundRecord) -> None:
         records.append(record)
-        if task.render is not None and record.round in (0, num_rounds):
+        if task.render is not None and record.samples and record.round in (0, num_rounds):
             picture = SAMPLE_PICTURES[record.round == num_rounds]
             atomic_write(folder / picture, png(task.render(record.samples)))
         atomic_write(folder / "evals.csv", pd.DataFrame([r.row() for r in records]).to_csv(index=False))
@@ -130,7 +163,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
 
     try:
         loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
-                 eval_seed=10_000 + seed, on_round=save)
+                 eval_seed=10_000 + seed, eval_oracle=evaluation_oracle(spec, task, ref), on_round=save)
     finally:
         bar.close()  # also on error, so the error line is not glued to an open bar
     metrics = {
@@ -138,14 +171,31 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         "final_value": records[-1].value,
         "final_feasible": records[-1].feasible_fraction,
         "final_learned_reward": records[-1].learned_reward,
+        "eval_oracle_calls": sum(r.eval_oracle_calls for r in records),
         "wall_s": time.perf_counter() - start,
         "spec": spec.name, "task": task_name, "method": method_name, "seed": seed,
         "floor": task.oracle.floor, "optimum": task.oracle.optimum, "task_info": task.info,
-        "fingerprint": fingerprint(settings), "settings": settings, "environment": environment(),
+        "fingerprint": fingerprint(settings), "settings": settings, "code": code_version(ref.code_files()),
+        "environment": environment(),
     }
+    metrics["total_oracle_calls"] = metrics["oracle_calls"] + metrics["eval_oracle_calls"]
     metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
     atomic_write(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def evaluation_oracle(spec: Spec, task, ref: TaskRef):
+    """What scores a cell's held-out samples: the spec's `evaluation` setting."""
+    if spec.evaluation == "off":
+        return None
+    if spec.evaluation == "oracle":
+        return "oracle"
+    if spec.evaluation == "task":
+        return task.evaluation
+    oracle = load_factory(spec.evaluation, spec.root)()
+    if not callable(oracle) or not hasattr(oracle, "key"):
+        raise SpecError(f"evaluation {spec.evaluation} returned a {type(oracle).__name__}, not an Oracle")
+    return oracle
 
 
 def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False) -> list[dict[str, Any]]:
@@ -154,16 +204,17 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
     `<out>/<spec>/manifest.json` describes the last run that ran cells, and is
     written only once they have all finished: a failed or empty run leaves it be."""
     todo, done = [], []
+    codes = {task: code_version(spec.task(task).code_files()) for task in spec.task_names()}
     for task, method, seed in spec.cells():
         folder = cell_dir(out, spec, task, method, seed)
-        if finished(folder, cell_settings(spec, task, method, seed), rerun):
+        if finished(folder, cell_settings(spec, task, method, seed), codes[task], rerun):
             done.append(json.loads((folder / "metrics.json").read_text()))
         else:
             todo.append((task, method, seed))
     if not todo:
         return done
     ran = _run_cells(spec, out, todo, workers, len(done))
-    manifest = {"spec": asdict(spec), "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
+    manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
     atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return done + ran
 

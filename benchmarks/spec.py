@@ -8,22 +8,39 @@ value is YAML (`--set seeds=[0]`, `--set config.seiko-ucb.kl_weight=0.1`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from algorithms.registry import METHODS, merge_settings, resolve_config
+from algorithms.config import merge
+from algorithms.registry import METHODS, resolve_config
 from domains.base import UnknownName
-from domains.tasks import list_tasks
+from domains.tasks import TaskError, TaskRef, load_factory, task_ref
 
 SPECS = Path(__file__).parent / "specs"
 DEFAULT_SPECS = ["protein", "images"]  # one per domain: `seiko-bench run` with no spec runs them all
+EVALUATIONS = ("task", "oracle", "off")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # names that make folders: nothing escapes --out
 
 
 class SpecError(ValueError):
     """A spec that cannot be run as written."""
+
+
+@dataclass(frozen=True)
+class ResolvedMethod:
+    """A method or variant of a spec, its config resolved once: what the cell
+    runs, what its fingerprint hashes and what metrics.json stores."""
+
+    label: str
+    """The name in the spec (a registered method or a variant): names folders and leaderboard rows."""
+    method: str
+    """The registered method that runs it."""
+    config: Any
+    """The method's config dataclass."""
 
 
 @dataclass
@@ -32,10 +49,11 @@ class Spec:
 
     name: str
     """Names the results folder: <out>/<name>/<task>/<method>/seed<N>/."""
-    tasks: list[str]
-    """Task names (`seiko-bench list`)."""
+    tasks: list[Any]
+    """Shipped task names (`seiko-bench list`), or a user's task factories by
+    import path, `my_pkg.tasks:make_task`, or `{task: PATH, name: FOLDER, params: {...}}`."""
     methods: list[str]
-    """Method names (`seiko-bench list`)."""
+    """Method names (`seiko-bench list`) or names of `variants`."""
     seeds: list[int]
     """Method seeds; the task (oracle, pretrained model) is the same for all."""
     rounds: list[int]
@@ -43,7 +61,11 @@ class Spec:
     budget: int | None = None
     """Total queries per cell; defaults to, and must equal, sum(rounds)."""
     eval_samples: int = 256
-    """Held-out samples scored (uncharged) after every round: SEIKO's 'Value'."""
+    """Held-out samples scored (uncharged, counted) after every round: SEIKO's 'Value'. 0: none."""
+    evaluation: str = "task"
+    """What scores them: "task" (the task's choice: its own oracle on the shipped,
+    synthetic tasks), "oracle" (the task's oracle), "off" (no held-out evaluation),
+    or `module:function` / `file.py:function` returning a separate `Oracle`."""
     auc_freq: int = 100
     """Queries between points of the top-10 curve in the AUC (PMO: 100)."""
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -53,54 +75,112 @@ class Spec:
     `ucb-c0.1: {method: seiko-ucb, config: {bonus: {bonus_scale: 0.1}}}`."""
     description: str = ""
     """One line for the report."""
+    root: str = ""
+    """The spec file's folder, where relative `file.py:function` paths are found first (set by `load_spec`)."""
 
     def __post_init__(self) -> None:
+        where = f"spec {self.name!r}"
+        if not isinstance(self.name, str) or not _SAFE_NAME.match(self.name):
+            raise SpecError(f"spec name {self.name!r} must be letters, digits and . _ + - (it names a folder)")
         for name in ("tasks", "methods", "seeds", "rounds"):
             value = getattr(self, name)
             if not isinstance(value, list) or not value:
-                raise SpecError(f"spec {self.name!r}: {name} must be a non-empty list, got {value!r}")
+                raise SpecError(f"{where}: {name} must be a non-empty list, got {value!r}")
         if any(type(n) is not int or n < 1 for n in self.rounds):
-            raise SpecError(f"spec {self.name!r}: rounds must be positive integers, got {self.rounds}")
+            raise SpecError(f"{where}: rounds must be positive integers, got {self.rounds}")
+        if any(type(s) is not int or s < 0 for s in self.seeds):
+            raise SpecError(f"{where}: seeds must be integers >= 0, got {self.seeds}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise SpecError(f"{where}: seeds {self.seeds} repeat a seed; each cell runs once")
+        for name, low in (("eval_samples", 0), ("auc_freq", 1)):
+            value = getattr(self, name)
+            if type(value) is not int or value < low:
+                raise SpecError(f"{where}: {name} must be an integer >= {low}, got {value!r}")
         if self.budget is None:
             self.budget = sum(self.rounds)
+        elif type(self.budget) is not int:
+            raise SpecError(f"{where}: budget must be an integer, got {self.budget!r}")
         elif self.budget < self.rounds[0]:
-            raise SpecError(f"spec {self.name!r}: budget {self.budget} is smaller than one round ({self.rounds[0]} queries)")
+            raise SpecError(f"{where}: budget {self.budget} is smaller than one round ({self.rounds[0]} queries)")
         elif self.budget != sum(self.rounds):
-            raise SpecError(f"spec {self.name!r}: rounds {self.rounds} sum to {sum(self.rounds)} but budget is "
+            raise SpecError(f"{where}: rounds {self.rounds} sum to {sum(self.rounds)} but budget is "
                             f"{self.budget}; set both so they agree")
-        if self.eval_samples < 1 or self.auc_freq < 1:
-            raise SpecError(f"spec {self.name!r}: eval_samples and auc_freq must be >= 1")
-        tasks = list_tasks()
-        for task in self.tasks:
-            if task not in tasks:
-                raise UnknownName("task", task, tasks)
+        if not isinstance(self.evaluation, str) or (self.evaluation not in EVALUATIONS and ":" not in self.evaluation):
+            raise SpecError(f"{where}: evaluation must be one of {', '.join(EVALUATIONS)} or module:function "
+                            f"returning an Oracle, got {self.evaluation!r}")
+        if ":" in self.evaluation:
+            try:
+                load_factory(self.evaluation, self.root)
+            except TaskError as err:
+                raise SpecError(f"{where}: evaluation: {err}") from None
+        if not isinstance(self.description, str):
+            raise SpecError(f"{where}: description must be a string")
+        self._tasks = self._resolve_tasks()
+        self._methods = self._resolve_methods()
+
+    def _resolve_tasks(self) -> dict[str, TaskRef]:
+        refs: dict[str, TaskRef] = {}
+        for entry in self.tasks:
+            try:
+                ref = task_ref(entry, self.root)
+                label = ref.name()
+            except TaskError as err:
+                raise SpecError(f"spec {self.name!r}: {err}") from None
+            if label in refs:
+                raise SpecError(f"spec {self.name!r}: two tasks are named {label!r}; give each a distinct `name`")
+            refs[label] = ref
+        return refs
+
+    def _resolve_methods(self) -> dict[str, ResolvedMethod]:
+        where = f"spec {self.name!r}"
+        for key in ("config", "variants"):
+            value = getattr(self, key)
+            if not isinstance(value, dict) or any(not isinstance(v, dict) for v in value.values()):
+                raise SpecError(f"{where}: {key} must map method names to mappings of settings, got {value!r}")
         for name, variant in self.variants.items():
             if name in METHODS:
-                raise SpecError(f"spec {self.name!r}: variant {name!r} shadows a method; give it another name")
-            if not isinstance(variant, dict) or set(variant) - {"method", "config"} or "method" not in variant:
-                raise SpecError(f"spec {self.name!r}: variant {name!r} must be {{method: NAME, config: {{...}}}}")
+                raise SpecError(f"{where}: variant {name!r} shadows a method; give it another name")
+            if set(variant) - {"method", "config"} or "method" not in variant:
+                raise SpecError(f"{where}: variant {name!r} must be {{method: NAME, config: {{...}}}}")
             if variant["method"] not in METHODS:
                 raise UnknownName(f"method of variant {name!r}", variant["method"], METHODS)
         known = [*METHODS, *self.variants]
-        for method in self.methods:
+        if len(set(self.methods)) != len(self.methods):
+            raise SpecError(f"{where}: methods {self.methods} name a method twice")
+        for method in [*self.methods, *self.config]:
+            if not isinstance(method, str):
+                raise SpecError(f"{where}: method names must be strings, got {method!r}")
             if method not in known:
                 raise UnknownName("method", method, known)
-        for method in self.config:
-            if method not in known:
-                raise UnknownName("method in config", method, known)
-        for method in {*self.methods, *self.config}:
+            if not _SAFE_NAME.match(method):
+                raise SpecError(f"{where}: method name {method!r} must be letters, digits and . _ + -")
+        resolved = {}
+        for label in self.methods:
+            variant = self.variants.get(label, {"method": label, "config": {}})
+            settings = merge(variant.get("config") or {}, self.config.get(label) or {})
             try:
-                resolve_config(*self.method_settings(method))
+                resolved[label] = ResolvedMethod(label, variant["method"], resolve_config(variant["method"], settings))
             except (TypeError, ValueError) as err:
-                raise SpecError(f"spec {self.name!r}: config of {method}: {err}") from None
+                raise SpecError(f"{where}: {err}") from None
+        return resolved
 
-    def method_settings(self, name: str) -> tuple[str, dict[str, Any]]:
-        """(registered method, settings) of a method or variant name in this spec."""
-        variant = self.variants.get(name, {"method": name, "config": {}})
-        return variant["method"], merge_settings(variant.get("config") or {}, self.config.get(name) or {})
+    def task(self, label: str) -> TaskRef:
+        """The task behind a cell's task folder name."""
+        return self._tasks[label]
+
+    def method(self, label: str) -> ResolvedMethod:
+        """The resolved method behind a cell's method name."""
+        return self._methods[label]
+
+    def task_names(self) -> list[str]:
+        return list(self._tasks)
 
     def cells(self) -> list[tuple[str, str, int]]:
-        return [(t, m, s) for t in self.tasks for m in self.methods for s in self.seeds]
+        return [(t, m, s) for t in self._tasks for m in self.methods for s in self.seeds]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as written (after overrides): what the manifest records."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "root"}
 
 
 def _set(tree: dict[str, Any], assignment: str) -> None:
@@ -138,6 +218,7 @@ def load_spec(source: str | Path, overrides: list[str] = ()) -> Spec:
     if not isinstance(tree, dict):
         raise SpecError(f"spec {path} must be a YAML mapping of fields, got {type(tree).__name__}")
     tree.setdefault("name", path.stem)
+    tree["root"] = str(path.resolve().parent)
     for assignment in overrides:
         _set(tree, assignment)
     known = {f.name for f in dataclasses.fields(Spec)}

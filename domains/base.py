@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 import torch
@@ -18,6 +18,38 @@ import torch
 
 class CapabilityError(RuntimeError):
     """A model lacks something a method needs (raised before any query is spent)."""
+
+
+@runtime_checkable
+class Batch(Protocol):
+    """A batch of model states that is not one tensor (a graph: node types and
+    an adjacency tensor, each with the batch first). Methods never look inside
+    a state: they only join batches (`cat_states`) and pick rows (`index_states`),
+    so a model whose state is a `Batch` runs every method without special cases."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: torch.Tensor) -> "Batch": ...
+
+    @classmethod
+    def cat(cls, parts: Sequence["Batch"]) -> "Batch": ...
+
+
+State = Union[torch.Tensor, Batch]
+"""What a model's `sample`, `encode` and trajectories hold: a tensor with the
+batch first, or a `Batch`."""
+
+
+def cat_states(parts: Sequence[State]) -> State:
+    """Join batches of states along the batch."""
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(list(parts))
+    return type(parts[0]).cat(parts)
+
+
+def index_states(x: State, rows: torch.Tensor) -> State:
+    """The given rows (a long tensor of indices) of a batch of states."""
+    return x[rows]
 
 
 @dataclass
@@ -30,7 +62,7 @@ class Trajectory:
     it with gradients through `DiffusionModel.log_prob`.
     """
 
-    states: list[torch.Tensor]
+    states: list[State]
     log_probs: torch.Tensor  # (N, T)
     condition: torch.Tensor | None = None  # (N, ...) or None for unconditional models
 
@@ -43,7 +75,7 @@ class Trajectory:
 class SampleOutput:
     """Designs drawn from a diffusion model, without gradients."""
 
-    x: torch.Tensor  # (N, ...) final samples in the model's own representation
+    x: State  # (N, ...) final samples in the model's own representation
     designs: list[Any]  # the same samples decoded: what an oracle scores
     trajectory: Trajectory | None = None  # kept only when asked for
 
@@ -106,7 +138,7 @@ class DiffusionModel(Protocol):
 
     def denoising_loss(
         self,
-        x0: torch.Tensor,
+        x0: State,
         *,
         generator: torch.Generator,
         weights: torch.Tensor | None = None,
@@ -127,9 +159,9 @@ class DiffusionModel(Protocol):
         """A deep copy with gradients off: the KL anchor of a round."""
         ...
 
-    def encode(self, designs: Sequence[Any]) -> torch.Tensor: ...
+    def encode(self, designs: Sequence[Any]) -> State: ...
 
-    def decode(self, x: torch.Tensor) -> list[Any]: ...
+    def decode(self, x: State) -> list[Any]: ...
 
     def save(self, path: str | Path) -> None: ...
 
@@ -190,7 +222,16 @@ class Operators(Protocol):
 
 @dataclass
 class Task:
-    """One benchmark task: an oracle, a featuriser and a pretrained model to start from."""
+    """One benchmark task: an oracle, a featuriser and a pretrained model to start from.
+
+    A task is what a user writes to bring their own model and oracle: a function
+    that returns a `Task` (any parameters it takes come from the spec) is named
+    in a spec by import path, `my_package.my_tasks:make_task` or
+    `path/to/my_tasks.py:make_task`, and runs through `seiko-bench run` like a
+    shipped one (README, 'Your own task'). The factory is called once to check
+    the spec and once in each cell's process, so it should be cheap and
+    deterministic: load weights in `load_model`, not in the factory.
+    """
 
     name: str
     domain: str
@@ -205,6 +246,30 @@ class Task:
     render: Callable[[Sequence[Any]], np.ndarray] | None = None
     """Designs to one uint8 picture (a grid of images), for domains people would rather look at."""
     info: dict[str, Any] = field(default_factory=dict)  # task parameters, for manifests
+    evaluation: Oracle | Literal["oracle"] | None = "oracle"
+    """What scores the held-out samples of every round (uncharged, but counted):
+    "oracle" (the task's own oracle: right for synthetic tasks, where a call
+    is free), another `Oracle` (a cheap proxy of a lab's assay), or None (no
+    held-out evaluation: the lab's oracle is too costly to call outside the budget)."""
+
+
+class DomainModule(Protocol):
+    """What a module of shipped tasks provides (`domains/sequences/tasks.py`,
+    `domains/images/tasks.py`); `domains.tasks` lists them. A user's own task
+    needs none of this: a factory function returning a `Task` is enough."""
+
+    DOMAIN: str
+    """The domain's name, as leaderboards group tasks."""
+    TASKS: dict[str, Any]
+    """Task name -> its fixed parameters."""
+
+    def build(self, name: str, **params: Any) -> Task:
+        """The task `name`; `params` are the spec's task parameters (most shipped tasks take none)."""
+        ...
+
+    def pretrain(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Make the task's shipped checkpoint; returns the pretraining report."""
+        ...
 
 
 class UnknownName(ValueError):

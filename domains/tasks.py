@@ -1,47 +1,179 @@
-"""Every task of every domain, by name; the runner's only way into the domains."""
+"""Every task by name, and a user's own tasks by import path: the runner's only way into the domains.
+
+A spec names a task in one of three ways:
+
+    tasks:
+      - ehrlich-l32-c2-k4                               # a shipped task (`seiko-bench list`)
+      - my_package.my_tasks:make_task                   # a factory returning a `domains.base.Task`
+      - {task: ./my_tasks.py:make_task, name: hydro-64, params: {length: 64}}
+
+A factory is found by module path (importable: installed, or under the folder
+`seiko-bench` runs from) or by file path, and called with `params`. The task's
+results folder is `name`, or else the `Task.name` the factory returns.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
 from importlib import import_module
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from domains.base import Task, UnknownName
+from domains.base import DomainModule, Task, UnknownName
 
-# Modules that each hold DOMAIN, TASKS (name -> parameters), build(name) and pretrain(name, ...),
-# and optionally EXTRA_PRETRAIN: names of other artefacts their pretrain(name) makes (a classifier).
+# The shipped domain modules, each a `domains.base.DomainModule`; a module may
+# also list in EXTRA_PRETRAIN other artefacts its pretrain(name) makes (a classifier).
 _MODULES = ["domains.sequences.tasks", "domains.images.tasks"]
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
-def _registry() -> dict[str, tuple[str, str]]:
-    """task name -> (domain, module)."""
-    out = {}
-    for module_name in _MODULES:
-        module = import_module(module_name)
-        for name in module.TASKS:
-            out[name] = (module.DOMAIN, module_name)
-    return out
+class TaskError(ValueError):
+    """A task reference that cannot be resolved to a task."""
+
+
+def _domain_modules() -> list[DomainModule]:
+    return [import_module(name) for name in _MODULES]
+
+
+def _registry() -> dict[str, DomainModule]:
+    """task name -> its domain module."""
+    return {name: module for module in _domain_modules() for name in module.TASKS}
 
 
 def list_tasks() -> dict[str, str]:
     """task name -> domain."""
-    return {name: domain for name, (domain, _) in _registry().items()}
+    return {name: module.DOMAIN for name, module in _registry().items()}
 
 
-def _module(name: str):
+def get_task(name: str, **params: Any) -> Task:
     registry = _registry()
     if name not in registry:
         raise UnknownName("task", name, registry)
-    return import_module(registry[name][1])
-
-
-def get_task(name: str) -> Task:
-    return _module(name).build(name)
+    return registry[name].build(name, **params)
 
 
 def pretrain(name: str, **kwargs: Any) -> dict[str, Any]:
     """Pretrain a task's model, or another artefact a domain names in EXTRA_PRETRAIN."""
-    for module_name in _MODULES:
-        module = import_module(module_name)
+    for module in _domain_modules():
         if name in getattr(module, "EXTRA_PRETRAIN", ()):
             return module.pretrain(name, **kwargs)
-    return _module(name).pretrain(name, **kwargs)
+    registry = _registry()
+    if name not in registry:
+        raise UnknownName("task", name, registry)
+    return registry[name].pretrain(name, **kwargs)
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task as a spec names it: a shipped name or a factory's import path, with parameters."""
+
+    source: str
+    """A shipped task name, or `module.path:function` / `path/to/file.py:function`."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the task's factory (or of a shipped task's `build`)."""
+    label: str | None = None
+    """The results folder's name; default: the `Task.name` that the factory returns."""
+    root: str = ""
+    """Where a relative `file.py:function` path is found first (the spec's folder), then the working folder."""
+
+    @property
+    def is_factory(self) -> bool:
+        return ":" in self.source
+
+    def build(self) -> Task:
+        """The task (a fresh one: factories are called in each cell's own process)."""
+        if not self.is_factory:
+            return get_task(self.source, **self.params)
+        factory = load_factory(self.source, self.root)
+        try:
+            task = factory(**self.params)
+        except TypeError as err:
+            raise TaskError(f"task {self.source}: {err}") from None
+        if not isinstance(task, Task):
+            raise TaskError(f"task {self.source} returned a {type(task).__name__}, not a domains.base.Task")
+        return task
+
+    def name(self) -> str:
+        """The folder name of this task's cells, checked to stay inside the results folder."""
+        name = self.label or (self.source if not self.is_factory else self.build().name)
+        if not _SAFE_NAME.match(name):
+            raise TaskError(f"task name {name!r} must be letters, digits and . _ + - (it names a folder)")
+        return name
+
+    def code_files(self) -> list[Path]:
+        """The factory's own source file: part of a cell's code version."""
+        if not self.is_factory:
+            return []
+        module = _module(self.source.rpartition(":")[0], self.source, self.root)
+        return [Path(module.__file__)] if getattr(module, "__file__", None) else []
+
+
+def task_ref(entry: Any, root: str = "") -> TaskRef:
+    """A spec's task entry (a string or {task, name, params}) as a `TaskRef`."""
+    if isinstance(entry, str):
+        ref = TaskRef(entry, root=root)
+    elif isinstance(entry, dict):
+        unknown = set(entry) - {"task", "name", "params"}
+        if unknown or "task" not in entry:
+            raise TaskError(f"task entry {entry!r} must be a name or {{task: NAME or module:function, "
+                            f"name: FOLDER, params: {{...}}}}" + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
+        params = entry.get("params") or {}
+        if not isinstance(entry["task"], str) or not isinstance(params, dict):
+            raise TaskError(f"task entry {entry!r}: task must be a string and params a mapping")
+        label = entry.get("name")
+        if label is not None and not isinstance(label, str):
+            raise TaskError(f"task entry {entry!r}: name must be a string")
+        ref = TaskRef(entry["task"], params, label, root)
+    else:
+        raise TaskError(f"task entry {entry!r} must be a task name or a mapping {{task: ..., params: ...}}")
+    if not ref.is_factory:
+        registry = _registry()
+        if ref.source not in registry:
+            raise UnknownName("task", ref.source, registry)
+    return ref
+
+
+def _module(module_path: str, source: str, root: str = "") -> ModuleType:
+    if module_path.endswith(".py"):
+        path = Path(module_path)
+        if not path.is_absolute() and root and (Path(root) / path).is_file():
+            path = Path(root) / path
+        path = path.resolve()
+        if not path.is_file():
+            raise TaskError(f"task {source}: no file {path}")
+        # One module per file, named by its path, so that every process imports the same one once.
+        name = "seiko_user_task_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            del sys.modules[name]
+            raise TaskError(f"task {source}: {path} does not import: {type(err).__name__}: {err}") from None
+        return module
+    if str(Path.cwd()) not in sys.path and "" not in sys.path:
+        sys.path.append(str(Path.cwd()))  # as `python -m` would: the user's package beside the spec
+    try:
+        return import_module(module_path)
+    except Exception as err:
+        raise TaskError(f"task {source}: module {module_path!r} does not import: {type(err).__name__}: {err}") from None
+
+
+def load_factory(source: str, root: str = ""):
+    """The function that `module.path:function` or `path/to/file.py:function` names."""
+    module_path, _, attr = source.rpartition(":")
+    if not module_path or not attr:
+        raise TaskError(f"task {source!r}: expected module.path:function or path/to/file.py:function")
+    module = _module(module_path, source, root)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise TaskError(f"task {source}: {module_path} has no function {attr!r}")
+    return factory

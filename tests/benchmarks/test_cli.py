@@ -98,7 +98,7 @@ BAD_INPUTS = {
                      f"unknown task 'ehrlich-l32-c2-k5'; did you mean '{TASK}'?"),
     "unknown-method": (lambda _: ["--set", "methods=[greedi]"], "unknown method 'greedi'; did you mean 'greedy'?"),
     "unknown-spec": (lambda _: ["protien"], "unknown spec 'protien'; did you mean 'protein'?"),
-    "unknown-setting": (lambda _: ["--set", "config.greedy.kl_wieght=1"], "unknown setting of greedy 'kl_wieght'"),
+    "unknown-setting": (lambda _: ["--set", "config.greedy.kl_wieght=1"], "greedy: unknown setting 'kl_wieght'"),
     "budget-below-one-round": (lambda _: ["--set", "budget=4"], "budget 4 is smaller than one round (8 queries)"),
     "budget-not-sum-of-rounds": (lambda _: ["--set", "budget=12"], "sum to 16 but budget is 12"),
 }
