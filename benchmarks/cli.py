@@ -51,7 +51,22 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    report = pretrain(args.task, steps=args.steps, seed=args.seed)
+    if args.data is not None:  # the user's own designs: a new alphabet or length needs its own model
+        if args.task is not None or args.alphabet is None or args.out is None:
+            raise ValueError("pretraining on your own data takes --data FILE --alphabet LETTERS --out PATH "
+                             "and no task name")
+        from domains.sequences.pretraining import pretrain_on_data
+
+        kwargs = {} if args.steps is None else {"steps": args.steps}
+        report = pretrain_on_data(args.data, args.alphabet, args.out, seed=args.seed, **kwargs)
+    else:
+        if args.task is None:
+            raise ValueError("name a task to pretrain (`seiko-bench list`), or give --data FILE --alphabet LETTERS "
+                             "--out PATH to pretrain the sequence model on your own designs")
+        if args.alphabet is not None:
+            raise ValueError("--alphabet goes with --data; a shipped task has its own alphabet")
+        kwargs = {k: v for k, v in (("steps", args.steps), ("out", args.out)) if v is not None}
+        report = pretrain(args.task, seed=args.seed, **kwargs)
     print(json.dumps(report, indent=2))
 
 
@@ -74,9 +89,13 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("out", nargs="?", type=Path, default=Path("results"), help="results folder (default: results/)")
     report.set_defaults(func=_report)
 
-    pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model and save its checkpoint")
-    pre.add_argument("task", help="task name (see `seiko-bench list`)")
-    pre.add_argument("--steps", type=int, default=2500, help="training steps (the shipped checkpoint: 2,500)")
+    pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model, or the sequence model on your own "
+                                          "designs, and save its checkpoint")
+    pre.add_argument("task", nargs="?", help="task name (see `seiko-bench list`); omit with --data")
+    pre.add_argument("--data", type=Path, help="your designs: FASTA, or one sequence per line, all of one length")
+    pre.add_argument("--alphabet", help="the letters of your designs, e.g. ACGT (with --data)")
+    pre.add_argument("--out", type=Path, help="checkpoint to write (.safetensors; default for a task: its shipped one)")
+    pre.add_argument("--steps", type=int, default=None, help="training steps (default: the task's, as shipped)")
     pre.add_argument("--seed", type=int, default=0, help="training seed")
     pre.set_defaults(func=_pretrain)
     return p

@@ -105,6 +105,8 @@ class Spec:
         elif self.budget != sum(self.rounds):
             raise SpecError(f"{where}: rounds {self.rounds} sum to {sum(self.rounds)} but budget is "
                             f"{self.budget}; set both so they agree")
+        if self.evaluation is False:  # YAML 1.1 reads a bare `off` as false
+            self.evaluation = "off"
         if not isinstance(self.evaluation, str) or (self.evaluation not in EVALUATIONS and ":" not in self.evaluation):
             raise SpecError(f"{where}: evaluation must be one of {', '.join(EVALUATIONS)} or module:function "
                             f"returning an Oracle, got {self.evaluation!r}")

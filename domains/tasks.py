@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import re
 import sys
 from dataclasses import dataclass, field
@@ -54,7 +55,13 @@ def get_task(name: str, **params: Any) -> Task:
     registry = _registry()
     if name not in registry:
         raise UnknownName("task", name, registry)
-    return registry[name].build(name, **params)
+    build = registry[name].build
+    if params and not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(build).parameters.values()):
+        raise TaskError(f"task {name!r} takes no parameters, got {', '.join(params)}")
+    try:
+        return build(name, **params)
+    except TypeError as err:
+        raise TaskError(f"task {name!r}: {err}") from None
 
 
 def pretrain(name: str, **kwargs: Any) -> dict[str, Any]:

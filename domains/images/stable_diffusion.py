@@ -6,8 +6,10 @@ Models") fine-tune: Stable Diffusion v1.x (Rombach et al. 2022, "High-Resolution
 Latent Diffusion Models") sampled with DDIM at eta = 1 and classifier-free guidance (Ho & Salimans
 2021), prompts drawn from DDPO's 45 simple animals, LoRA adapters (Hu et al. 2022) on the UNet's
 attention projections, and the LAION aesthetic predictor v2 as the oracle. It implements the same
-`DiffusionModel` protocol as the digits backend (`digits_model.py`) and reuses its DDIM step, log-prob
-and KL (`ddim.py`); only the state lives elsewhere:
+`DiffusionModel` protocol as the digits backend (`digits_model.py`) with the same sampler, written once
+for both (`domains/diffusion/ddim_policy.py`, over the step, log-prob and KL of
+`domains/diffusion/ddim.py`); this module supplies the networks, the prompts, classifier-free guidance,
+LoRA and the VAE between latents and images. Only the state lives elsewhere:
 
 - the policy acts on VAE latents z (N, 4, H/8, W/8), float32 whatever `dtype` the networks run in, so
   that the step arithmetic of `ddim.py` is exact; a kept trajectory holds latents and its log-probs
@@ -33,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
-from domains.base import DifferentiableSample, SampleOutput, Trajectory
-from domains.images.ddim import (
-    DDIMStepMean,
-    check_scheduler,
-    ddim_step_mean,
-    ddim_step_with_log_prob,
-    gaussian_kl,
-    reward_guided_eps,
-)
+from domains.diffusion.ddim import check_scheduler
+from domains.diffusion.ddim_policy import DDIMPolicy
 from domains.images.design import ImageDesign
 
 # ddpo-pytorch's ddpo_pytorch/assets/simple_animals.txt (kvablack/ddpo-pytorch at 1958463f), in its order:
@@ -264,12 +259,21 @@ def stack_rgb(designs: Sequence[Any], resolution: int | None = None) -> np.ndarr
 
 
 # ----- the model ---------------------------------------------------------------------
-class StableDiffusionModel:
-    """The Stable Diffusion `DiffusionModel`: a text-conditional latent DDIM sampler with classifier-free
-    guidance, fine-tuned through LoRA adapters on its UNet (or fully, with `lora_rank=0`).
+class StableDiffusionModel(DDIMPolicy):
+    """The Stable Diffusion `DiffusionModel`: a text-conditional latent DDIM sampler (`DDIMPolicy`) with
+    classifier-free guidance, fine-tuned through LoRA adapters on its UNet (or fully, with `lora_rank=0`).
+
+    States are VAE latents on the device; the sampler steps with the guided noise prediction, so the
+    log-probs, the KL and `sample_with_grad` are those of the guided steps. `x` is the decoded image
+    (N, 3, H, W) hard-clamped to [-1, 1], on the CPU from `sample` and `sample_guided`, on the device
+    (with its graph through the VAE decoder) from `sample_with_grad`; a guide scores the decoded
+    predicted clean latent, so guidance costs a UNet backward and a VAE decode with its backward per
+    step. Conditions are prompt indices into `StableDiffusionConfig.prompts`.
 
     The VAE is frozen and shared by every `frozen_copy`; the prompts' text embeddings (and the empty
     prompt's, for guidance) are computed once, and the text encoder is then let go."""
+
+    condition_name = "prompt indices"
 
     def __init__(self, config: StableDiffusionConfig | None = None, pipeline: Any = None,
                  metadata: dict[str, Any] | None = None):
@@ -278,7 +282,7 @@ class StableDiffusionModel:
         self.cfg = cfg = config or StableDiffusionConfig()
         pipe = pipeline if pipeline is not None else load_pipeline(cfg)
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self.device, self.dtype = cfg.torch_device, cfg.torch_dtype
+        self._device, self.dtype = cfg.torch_device, cfg.torch_dtype
         self.unet, self.vae = pipe.unet, pipe.vae
         self.scheduler = pipe.scheduler
         self.unet.requires_grad_(False).eval()
@@ -334,9 +338,31 @@ class StableDiffusionModel:
             if p.requires_grad:
                 p.data = p.data.float()
 
+    # ----- the DDIMPolicy hooks ------------------------------------------------------
     @property
-    def num_steps(self) -> int:
-        return self.cfg.num_steps
+    def eta(self) -> float:
+        return self.cfg.eta
+
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.unet.config.in_channels, self.latent_size, self.latent_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self.cfg.prompts)
+
+    @property
+    def _checkpoint_steps(self) -> bool:
+        return self.cfg.gradient_checkpointing
+
+    @property
+    def _checkpoint_guidance(self) -> bool:
+        # The guide's VAE decode and its backward run between the UNet's forward and backward.
+        return self.cfg.gradient_checkpointing
 
     # ----- the networks --------------------------------------------------------------
     def _unet(self, z: torch.Tensor, t: int | torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
@@ -369,10 +395,6 @@ class StableDiffusionModel:
                 parts.append(self._guided_eps(z[i:i + m], t, prompts[i:i + m]))
         return torch.cat(parts)
 
-    def _mean(self, z: torch.Tensor, j: int, prompts: torch.Tensor, checkpointed: bool = False) -> DDIMStepMean:
-        return ddim_step_mean(self.scheduler, self._eps(z, j, prompts, checkpointed), self.timesteps[j], z,
-                              eta=self.cfg.eta)
-
     def _decode_one(self, z: torch.Tensor) -> torch.Tensor:
         z = z / self.scaling_factor + self.shift_factor
         return self.vae.decode(z.to(self.dtype), return_dict=False)[0].float()
@@ -398,215 +420,31 @@ class StableDiffusionModel:
             out.append((z - self.shift_factor) * self.scaling_factor)
         return torch.cat(out)
 
-    # ----- draws ---------------------------------------------------------------------
-    def _prompts(self, n: int, generator: torch.Generator, condition: torch.Tensor | None) -> torch.Tensor:
-        """(n,) int64 prompt indices on the CPU: `condition`, or uniform draws from the generator."""
-        if condition is None:
-            return torch.randint(0, len(self.cfg.prompts), (n,), generator=generator)
-        return self._given_prompts(n, condition)
+    def _predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """The conditional eps_theta(z_t, t, c) (no guidance) at training timesteps t (N,), in
+        micro-batches: what `denoising_loss` trains."""
+        cond = self.text_embeddings[prompts.to(self.device)]
+        m = self.cfg.micro_batch
+        return torch.cat([self._unet(z_t[i:i + m], t[i:i + m].to(self.device), cond[i:i + m])
+                          for i in range(0, len(z_t), m)])
 
-    def _given_prompts(self, n: int, condition: torch.Tensor) -> torch.Tensor:
-        c = torch.as_tensor(condition)
-        if c.shape != (n,) or c.is_floating_point() or c.dtype == torch.bool:
-            raise ValueError(f"condition must be {n} integer prompt indices, got shape {tuple(c.shape)} of {c.dtype}")
-        c = c.long().cpu()
-        if c.numel() and (c.min() < 0 or c.max() >= len(self.cfg.prompts)):
-            raise ValueError(f"prompt indices must lie in [0, {len(self.cfg.prompts) - 1}],"
-                             f" got {int(c.min())}..{int(c.max())}")
-        return c
-
-    def _start(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        s, c = self.latent_size, self.unet.config.in_channels
-        return torch.randn((n, c, s, s), generator=generator).to(self.device)
-
-    def _noise(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        # Every sampler draws its step noise here, on the CPU and in the same order, so that equal
-        # generators give equal samples across `sample`, `sample_with_grad` and `sample_guided`, and
-        # across devices.
-        return torch.randn(z.shape, generator=generator).to(self.device)
-
-    def _designs(self, images: torch.Tensor, prompts: torch.Tensor) -> list[ImageDesign]:
-        return [ImageDesign(p, self.cfg.prompts[int(i)]) for p, i in zip(to_rgb_pixels(images), prompts.tolist())]
-
-    def _check_trajectory(self, trajectory: Trajectory) -> torch.Tensor:
-        if trajectory.num_steps != self.num_steps:
-            raise ValueError(f"the trajectory has {trajectory.num_steps} steps, this model samples {self.num_steps}")
-        if trajectory.condition is None:
-            raise ValueError("the trajectory has no condition: Stable Diffusion needs the prompt indices"
-                             " it was sampled for")
-        return self._given_prompts(len(trajectory.states[0]), trajectory.condition)
-
-    def _check_reference(self, reference: StableDiffusionModel) -> None:
-        if not isinstance(reference, StableDiffusionModel) or reference.timesteps != self.timesteps \
-                or reference.cfg.eta != self.cfg.eta or reference.latent_size != self.latent_size:
-            raise ValueError("the reference must be a StableDiffusionModel with the same schedule, num_steps, eta"
-                             " and resolution")
-
-    # ----- the protocol: sampling ---------------------------------------------------
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        generator: torch.Generator,
-        keep_trajectory: bool = False,
-        condition: torch.Tensor | None = None,
-    ) -> SampleOutput:
-        """n images for `condition` prompt indices (or prompts drawn uniformly). `x`: (n, 3, H, W) images
-        in [-1, 1] on the CPU. The kept trajectory holds the latents z_T..z_0 (on the device), the
-        per-step log-probs (n, T) and the prompt indices (on the CPU)."""
-        prompts = self._prompts(n, generator, condition)
-        z = self._start(n, generator)
-        states, log_probs = [z], []
-        for j, t in enumerate(self.timesteps):
-            step = ddim_step_with_log_prob(self.scheduler, self._eps(z, j, prompts), t, z, eta=self.cfg.eta,
-                                           variance_noise=self._noise(z, generator))
-            z = step.prev_sample
-            if keep_trajectory:
-                states.append(z)
-                log_probs.append(step.log_prob.cpu())
-        trajectory = Trajectory(states, torch.stack(log_probs, 1), prompts) if keep_trajectory else None
-        x = self._decode(z).clamp(-1, 1).cpu()
-        return SampleOutput(x, self._designs(x, prompts), trajectory)
-
-    def log_prob(self, trajectory: Trajectory, steps: Sequence[int] | None = None) -> torch.Tensor:
-        """(N, len(steps)) per-latent-element-mean Gaussian log-probs of the kept steps (DDPO's
-        convention, `ddim.py`), with gradients through the guided step means, on the CPU."""
-        prompts = self._check_trajectory(trajectory)
-        steps = range(trajectory.num_steps) if steps is None else steps
-        out = []
-        for j in steps:
-            z = trajectory.states[j].to(self.device)
-            step = ddim_step_with_log_prob(self.scheduler, self._eps(z, j, prompts), self.timesteps[j], z,
-                                           eta=self.cfg.eta, prev_sample=trajectory.states[j + 1].to(self.device))
-            out.append(step.log_prob)
-        return torch.stack(out, 1).cpu()
-
-    def kl(self, trajectory: Trajectory, reference: StableDiffusionModel) -> torch.Tensor:
-        """(N, T) closed-form KL between this model's and the reference's guided step Gaussians at the
-        kept latents: ||mu - mu_ref||^2 / (2 sigma_t^2) summed over the latent elements (the true KL,
-        `ddim.gaussian_kl`), differentiable in this model's parameters, on the CPU."""
-        prompts = self._check_trajectory(trajectory)
-        self._check_reference(reference)
-        out = []
-        for j in range(trajectory.num_steps):
-            z = trajectory.states[j].to(self.device)
-            step = self._mean(z, j, prompts)
-            with torch.no_grad():
-                ref = reference._mean(z, j, prompts)
-            out.append(gaussian_kl(step.mean, ref.mean, step.std))
-        return torch.stack(out, 1).cpu()
-
-    def sample_with_grad(
-        self,
-        n: int,
-        *,
-        generator: torch.Generator,
-        last_k: int,
-        reference: StableDiffusionModel | None = None,
-        condition: torch.Tensor | None = None,
-    ) -> DifferentiableSample:
-        """Reparameterised sampling (z_prev = mu_theta(z_t) + sigma_t eps) whose last `last_k` steps and
-        the VAE decoder carry gradients to the trainable weights (DRaFT-K / AlignProp); the earlier
-        steps run without a gradient path. `x` is the decoded image hard-clamped to [-1, 1], on the
-        device: a saturated pixel gets no gradient, as the design clips it too.
-
-        With a reference, `kl[:, j]` (on the CPU) is the closed-form KL of step j at the visited latent,
-        differentiated in this model's weights at every step and, in the last `last_k`, also through
-        the latent (the reference's mean too), as `digits_model.py` does. With
-        `gradient_checkpointing`, every UNet call and the decode that back-propagation goes through
-        keep only their inputs."""
-        T = self.num_steps
-        if not 1 <= last_k <= T:
-            raise ValueError(f"last_k must be in [1, {T}], got {last_k}")
-        if reference is not None:
-            self._check_reference(reference)
-        ckpt = self.cfg.gradient_checkpointing
-        prompts = self._prompts(n, generator, condition)
-        z = self._start(n, generator)
-        kls = []
-        for j in range(T):
-            differentiable = j >= T - last_k
-            grad = differentiable or reference is not None
-            with torch.set_grad_enabled(grad):
-                step = self._mean(z, j, prompts, checkpointed=grad and ckpt)
-            if reference is not None:
-                with torch.set_grad_enabled(z.requires_grad):
-                    ref = reference._mean(z, j, prompts, checkpointed=z.requires_grad and ckpt)
-                kls.append(gaussian_kl(step.mean, ref.mean, step.std).cpu())
-            mean = step.mean if differentiable else step.mean.detach()
-            z = mean + step.std * self._noise(z, generator)
-        kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)
-        x = self._decode(z, checkpointed=ckpt).clamp(-1, 1)
-        return DifferentiableSample(x, self._designs(x, prompts), kl)
-
-    def sample_guided(
-        self,
-        n: int,
-        *,
-        generator: torch.Generator,
-        guide: Callable[[torch.Tensor], torch.Tensor],
-        scale: float,
-        condition: torch.Tensor | None = None,
-    ) -> SampleOutput:
-        """Reward guidance in latent space, the digits model's rule (`digits_model.py`) with the VAE in
-        between: at each step the clean latent z0_hat (DDIM Eq. 12) is decoded to an image in [-1, 1]
-        (clamped), the guide scores it, and with g = grad_{z_t} sum guide(decode(z0_hat(z_t))) (through
-        the UNet and the VAE decoder)
-
-            eps_hat = eps_cfg(z_t) - scale * sqrt(1 - alpha_bar_t) * g
-
-        replaces the guided noise prediction in the DDIM step (universal guidance's forward guidance,
-        Bansal et al. 2023). Costs a UNet backward and a VAE decode with its backward per step. With
-        scale = 0 the draws equal `sample`'s with the same generator; no trajectory is kept."""
-        prompts = self._prompts(n, generator, condition)
-        z = self._start(n, generator)
-        ckpt = self.cfg.gradient_checkpointing
-        for j, t in enumerate(self.timesteps):
-            eps_hat = reward_guided_eps(
-                self.scheduler, z, t, lambda z_in: self._eps(z_in, j, prompts, checkpointed=ckpt),
-                lambda z0: guide(self._decode(z0, checkpointed=ckpt).clamp(-1, 1)), scale)
-            with torch.no_grad():
-                z = ddim_step_with_log_prob(self.scheduler, eps_hat, t, z, eta=self.cfg.eta,
-                                            variance_noise=self._noise(z, generator)).prev_sample
-        x = self._decode(z).clamp(-1, 1).cpu()
-        return SampleOutput(x, self._designs(x, prompts))
-
-    def denoising_loss(
-        self,
-        x0: torch.Tensor,
-        *,
-        generator: torch.Generator,
-        weights: torch.Tensor | None = None,
-        condition: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Latent diffusion's training loss (Rombach et al. 2022, Eq. 2; DDPM's simple loss, Ho et al.
-        2020, Eq. 14, on VAE latents): ||eps - eps_theta(z_t, t, c)||^2 at t ~ U{0..999} with z_0 a
-        draw from the VAE posterior of the images x0 (N, 3, H, W) in [-1, 1], averaged over latent
-        elements per image, then over images with `weights`. The conditional prediction is trained
-        (no guidance, no prompt dropout); `condition` (prompt indices, `conditions(designs)`) is
-        required. A scalar on the CPU."""
-        if condition is None:
-            raise ValueError("Stable Diffusion's denoising_loss needs the prompts:"
-                             " pass condition=model.conditions(designs)")
-        n = x0.shape[0]
+    # ----- latents <-> images <-> designs ----------------------------------------------
+    def _clean_state(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """z_0 for images x0: a draw from the VAE posterior (Rombach et al. 2022)."""
         if x0.ndim != 4 or x0.shape[1:] != (3, self.cfg.resolution, self.cfg.resolution):
             r = self.cfg.resolution
             raise ValueError(f"x0 must be images of shape (N, 3, {r}, {r}) in [-1, 1], got {tuple(x0.shape)}")
-        prompts = self._given_prompts(n, condition)
-        z0 = self._encode_latents(x0.float(), generator)
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (n,), generator=generator)
-        noise = torch.randn(z0.shape, generator=generator).to(self.device)
-        z_t = self.scheduler.add_noise(z0, noise, t.to(self.device))
-        cond = self.text_embeddings[prompts.to(self.device)]
-        m = self.cfg.micro_batch
-        eps = torch.cat([self._unet(z_t[i:i + m], t[i:i + m].to(self.device), cond[i:i + m])
-                         for i in range(0, n, m)])
-        per_image = (eps - noise).pow(2).mean(dim=(1, 2, 3)).cpu()
-        if weights is None:
-            return per_image.mean()
-        weights = torch.as_tensor(weights, dtype=per_image.dtype)
-        return (weights * per_image).sum() / weights.sum()
+        return self._encode_latents(x0.float(), generator)
+
+    def _to_x(self, z: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+        """Images in [-1, 1] from latents: on the device with the decoder's graph when
+        `differentiable` (checkpointed with `gradient_checkpointing`), else on the CPU."""
+        if differentiable:
+            return self._decode(z, checkpointed=self.cfg.gradient_checkpointing).clamp(-1, 1)
+        return self._decode(z).clamp(-1, 1).cpu()
+
+    def _designs(self, images: torch.Tensor, prompts: torch.Tensor) -> list[ImageDesign]:
+        return [ImageDesign(p, self.cfg.prompts[int(i)]) for p, i in zip(to_rgb_pixels(images), prompts.tolist())]
 
     # ----- designs ---------------------------------------------------------------------
     def conditions(self, designs: Sequence[ImageDesign]) -> torch.Tensor:
@@ -623,14 +461,6 @@ class StableDiffusionModel:
     def encode(self, designs: Sequence[ImageDesign]) -> torch.Tensor:
         """(N, 3, H, W) float32 images in [-1, 1] (CPU) from the designs' uint8 pixels."""
         return from_rgb_pixels(stack_rgb(designs, self.cfg.resolution))
-
-    def decode(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> list[ImageDesign]:
-        """Designs from (N, 3, H, W) images in [-1, 1] and their (N,) prompt indices. A design carries its
-        prompt and pixels alone do not say it, so `condition` is required (as in the digits model)."""
-        if condition is None:
-            raise ValueError("Stable Diffusion's decode needs the prompt of each image:"
-                             " pass condition=(N,) prompt indices")
-        return self._designs(x, self._given_prompts(x.shape[0], condition))
 
     # ----- bookkeeping -----------------------------------------------------------------
     def _named_weights(self) -> dict[str, torch.Tensor]:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import trange
 
 from domains.base import Task
 from domains.composite import WeightedSum
@@ -24,6 +23,7 @@ from domains.sequences.ehrlich import Ehrlich, EhrlichConfig, MotifPresence
 from domains.sequences.featuriser import OneHotBigramFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
+from domains.sequences.pretraining import MODEL, new_model, pretrain_mdlm, sample_designs
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DOMAIN = "protein"
@@ -35,9 +35,6 @@ _BASE: dict[str, EhrlichConfig] = {
 }
 MULTI_SUFFIX = "-sum"
 TASKS: dict[str, EhrlichConfig] = {**_BASE, **{name + MULTI_SUFFIX: cfg for name, cfg in _BASE.items()}}
-
-# Sized for two CPU cores: a 256-sample pass of 16 steps costs about a second.
-MODEL = dict(num_steps=16, d_model=64, n_layers=2, n_heads=4)
 
 
 def checkpoint_path(name: str) -> Path:
@@ -80,28 +77,14 @@ def pretrain(name: str, *, steps: int = 2500, batch_size: int = 256, lr: float =
     if name.endswith(MULTI_SUFFIX):
         raise ValueError(f"task {name!r} uses the checkpoint of {name.removesuffix(MULTI_SUFFIX)!r}; pretrain that")
     oracle = Ehrlich(TASKS[name])
-    torch.manual_seed(seed)
-    model = MaskedDiffusionModel(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, **MODEL))
-    data_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    bar = trange(steps, desc=f"pretrain {name}", unit="step")
-    for _ in bar:
-        loss = model.denoising_loss(oracle.sample_markov(batch_size, data_gen), generator=noise_gen)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(nelbo=f"{loss.item():.3f}")
-    model.eval()
-    sample_gen = torch.Generator().manual_seed(seed + 2)
-    designs = [d for i in range(0, report_samples, 250)
-               for d in model.sample(min(250, report_samples - i), generator=sample_gen).designs]
+    model = new_model(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, **MODEL), seed)
+    model, final_nelbo = pretrain_mdlm(model, oracle.sample_markov, steps=steps, batch_size=batch_size, lr=lr,
+                                       seed=seed, desc=f"pretrain {name}")
+    designs = sample_designs(model, report_samples, torch.Generator().manual_seed(seed + 2))
     answer = oracle(designs)
     values = torch.tensor(answer.reward).nan_to_num(oracle.floor)
     report = {
-        "task": name, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "final_nelbo": loss.item(),
+        "task": name, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "final_nelbo": final_nelbo,
         "samples": report_samples, "feasible_rate": float(answer.feasible.mean()),
         "reward_mean": float(values.mean()), "reward_max": float(values.max()),
         "reward_quantiles": {q: float(values.quantile(q)) for q in (0.5, 0.9, 0.99)},

@@ -159,3 +159,57 @@ def test_parallel_workers_run_every_cell(tmp_path):
         assert metrics["method"] == method and 0 < metrics["queries_used"] <= metrics["budget"] == 16
     manifest = json.loads((out / "protein" / "manifest.json").read_text())
     assert len(manifest["cells_run"]) == 2
+
+
+def test_evaluation_calls_are_counted_beside_the_charged_ones(finished):
+    metrics = json.loads((cell(finished) / "metrics.json").read_text())
+    assert metrics["eval_oracle_calls"] == 8 * 3  # 8 held-out samples after rounds 0, 1 and 2
+    assert metrics["total_oracle_calls"] == metrics["oracle_calls"] + 24
+    assert pd.read_csv(cell(finished) / "evals.csv")["eval_oracle_calls"].tolist() == [8, 8, 8]
+
+
+@pytest.mark.parametrize("setting", ["evaluation=off", "eval_samples=0"])
+def test_evaluation_off_calls_no_oracle_outside_the_budget(tmp_path, setting):
+    assert run(tmp_path, "protein", "--set", setting) == 0
+    metrics = json.loads((cell(tmp_path) / "metrics.json").read_text())
+    assert metrics["eval_oracle_calls"] == 0 and metrics["total_oracle_calls"] == metrics["oracle_calls"] == 16
+    assert metrics["final_value"] is None
+    assert pd.read_csv(cell(tmp_path) / "evals.csv")["value"].isna().all()
+
+
+class Half:
+    """A separate evaluation oracle (a cheap proxy): half the Ehrlich reward."""
+
+    def __init__(self):
+        from domains.tasks import get_task
+
+        self.inner = get_task(TASK).oracle
+        self.name, self.floor, self.optimum = "half", self.inner.floor, None
+
+    def __call__(self, designs):
+        out = self.inner(designs)
+        return type(out)(out.reward / 2, out.feasible)
+
+    def key(self, design):
+        return design
+
+
+def make_evaluator():
+    return Half()
+
+
+def test_a_separate_evaluation_oracle_scores_the_held_out_samples(tmp_path, finished):
+    assert run(tmp_path, "protein", "--set", f"evaluation={__file__}:make_evaluator") == 0
+    assert json.loads((cell(tmp_path) / "metrics.json").read_text())["eval_oracle_calls"] == 24
+    ours = pd.read_csv(cell(tmp_path) / "evals.csv")["value"]
+    own = pd.read_csv(cell(finished) / "evals.csv")["value"]
+    assert ours.iloc[0] == pytest.approx(own.iloc[0] / 2)  # the same pretrained samples, scored by the proxy
+
+
+def test_stale_cell_of_older_code_is_rerun(copy_of_finished):
+    metrics_path = cell(copy_of_finished) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["code"]["hash"] = "0" * 16  # as if another version of the code had written it
+    metrics_path.write_text(json.dumps(metrics))
+    assert run(copy_of_finished) == 0
+    assert json.loads(metrics_path.read_text())["code"]["hash"] != "0" * 16

@@ -30,13 +30,18 @@ but returns no log-probability (and no mean), hence this module. The schedule it
 alphas_cumprod, the inference timesteps from `set_timesteps`) is read from diffusers'
 `DDIMScheduler`, never recomputed here.
 
+Nothing here knows what a state is (pixels, VAE latents, any continuous tensor (N, ...)): every
+continuous diffusion model of any domain uses these functions, through the sampler written once
+over them in `ddim_policy.py`.
+
 Log-prob convention: `log_prob` is the Gaussian log-density of x_prev averaged, not summed, over
-the non-batch dimensions (the pixels), as ddpo-pytorch does. That is the true log-density divided
-by the number of pixels D; PPO's ratio exp(new - old) is then the D-th root of the true density
-ratio, and DDPO's clip range (1e-4) was tuned for this per-pixel scale. The DDPO method of this
-project is domain-agnostic and uses that clip range, so the image model follows DDPO.
+the non-batch dimensions (the pixels of an image, the elements of a latent), as ddpo-pytorch does.
+That is the true log-density divided by the number of elements D; PPO's ratio exp(new - old) is then
+the D-th root of the true density ratio, and DDPO's clip range (1e-4) was tuned for this per-pixel
+scale. The DDPO method of this project is domain-agnostic and uses that clip range, so the DDIM
+models follow DDPO.
 `gaussian_kl`, by contrast, is the true KL (summed over dimensions): it is a regulariser whose
-weight is set per benchmark, and a true KL is comparable across steps and image sizes.
+weight is set per benchmark, and a true KL is comparable across steps and state sizes.
 """
 
 from __future__ import annotations
@@ -139,7 +144,7 @@ def reward_guided_eps(
         eps = eps_of(x_in)
         reward = reward_of_x0(predicted_original_sample(scheduler, eps, timestep, x_in))
         if reward.shape != (n,):
-            raise ValueError(f"guide must return {n} rewards, one per image, got shape {tuple(reward.shape)}")
+            raise ValueError(f"guide must return {n} rewards, one per sample, got shape {tuple(reward.shape)}")
         g = torch.autograd.grad(reward.sum(), x_in, allow_unused=True)[0] if reward.requires_grad else None
     if g is None:
         g = torch.zeros_like(x)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from domains.images.ddim import (
+from domains.diffusion.ddim import (
     ddim_step_mean,
     ddim_step_with_log_prob,
     gaussian_kl,
