@@ -9,7 +9,7 @@ steps only (DRaFT-K, Clark et al. 2024; AlignProp, Prabhudesai et al. 2023).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

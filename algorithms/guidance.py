@@ -13,8 +13,9 @@ so what a round buys is a better guide; evaluation samples are guided too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

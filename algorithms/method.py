@@ -6,8 +6,9 @@ hands it the feedback bought so far (`Feedback`) and asks for the next designs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch

@@ -18,8 +18,9 @@ Three ways of being optimistic are offered, all from one MLP ensemble:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch

@@ -11,8 +11,8 @@ and none at all, which is the Greedy baseline (also registered from this file).
 
 Example::
 
-    method = Seiko(SeikoConfig(optimism="ucb"), context)
-    run(method, model, budgeted_oracle, [128, 256, 512, 1024], evaluate=...)
+    method = build_method("seiko-ucb", Context.from_task(task, seed=0))
+    loop.run(method, task.load_model(), budgeted_oracle, [128, 256, 512, 1024], floor=task.oracle.floor)
 """
 
 from __future__ import annotations

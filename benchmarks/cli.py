@@ -15,10 +15,10 @@ from pathlib import Path
 
 from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
+from benchmarks.runner import run_spec
+from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
 from domains.base import CapabilityError
 from domains.tasks import list_tasks, pretrain
-from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
-from benchmarks.runner import run_spec
 from reports import write_report
 
 USER_ERRORS = (ValueError, OracleError, BudgetExhausted, FileNotFoundError, CapabilityError)

@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from algorithms import loop
 from algorithms.budgeted_oracle import BudgetedOracle
-from algorithms.method import Context
 from algorithms.config import plain
+from algorithms.method import Context
 from algorithms.registry import build_method
 from benchmarks.spec import Spec, SpecError
 from domains.tasks import TaskRef, load_factory

@@ -194,12 +194,19 @@ def _set(tree: dict[str, Any], assignment: str) -> None:
     except yaml.YAMLError as err:
         raise SpecError(f"--set {assignment!r}: value is not YAML ({err.problem})") from None
     *parents, leaf = key.split(".")
-    node = tree
+    node: Any = tree
     for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError(f"--set {assignment!r}: {part} is not a mapping")
-    node[leaf] = value
+        node = node[_index(node, part, assignment)] if isinstance(node, list) else node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise SpecError(f"--set {assignment!r}: {part} is not a mapping or a list")
+    node[_index(node, leaf, assignment) if isinstance(node, list) else leaf] = value
+
+
+def _index(node: list, part: str, assignment: str) -> int:
+    """`tasks.0.params.reward=...` sets a field of a list's entry, named by its index."""
+    if not part.isdigit() or int(part) >= len(node):
+        raise SpecError(f"--set {assignment!r}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
 
 
 def load_spec(source: str | Path, overrides: list[str] = ()) -> Spec:

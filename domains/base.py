@@ -8,9 +8,10 @@ with the per-task settings of the budget. Nothing here knows a method.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol, Sequence, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -29,13 +30,13 @@ class Batch(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, rows: torch.Tensor) -> "Batch": ...
+    def __getitem__(self, rows: torch.Tensor) -> Batch: ...
 
     @classmethod
-    def cat(cls, parts: Sequence["Batch"]) -> "Batch": ...
+    def cat(cls, parts: Sequence[Batch]) -> Batch: ...
 
 
-State = Union[torch.Tensor, Batch]
+State = torch.Tensor | Batch
 """What a model's `sample`, `encode` and trajectories hold: a tensor with the
 batch first, or a `Batch`."""
 
@@ -106,7 +107,7 @@ class DiffusionModel(Protocol):
         """(N, len(steps)) log p_theta(states[i+1] | states[i]) with gradients."""
         ...
 
-    def kl(self, trajectory: Trajectory, reference: "DiffusionModel") -> torch.Tensor:
+    def kl(self, trajectory: Trajectory, reference: DiffusionModel) -> torch.Tensor:
         """(N, T) per-step KL(self || reference) of the step distributions along
         the given trajectory, differentiable in this model's parameters."""
         ...
@@ -117,7 +118,7 @@ class DiffusionModel(Protocol):
         *,
         generator: torch.Generator,
         last_k: int,
-        reference: "DiffusionModel | None" = None,
+        reference: DiffusionModel | None = None,
         condition: torch.Tensor | None = None,
     ) -> DifferentiableSample: ...
 
@@ -155,7 +156,7 @@ class DiffusionModel(Protocol):
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
 
-    def frozen_copy(self) -> "DiffusionModel":
+    def frozen_copy(self) -> DiffusionModel:
         """A deep copy with gradients off: the KL anchor of a round."""
         ...
 

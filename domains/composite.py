@@ -10,7 +10,8 @@ reward and the number of component calls, so every oracle call is accounted for.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

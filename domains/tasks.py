@@ -106,8 +106,11 @@ class TaskRef:
         return task
 
     def name(self) -> str:
-        """The folder name of this task's cells, checked to stay inside the results folder."""
-        name = self.label or (self.source if not self.is_factory else self.build().name)
+        """The folder name of this task's cells, checked to stay inside the results folder.
+        A factory is called here, so that a spec whose factory fails or returns no task is
+        refused before any cell runs."""
+        built = self.build().name if self.is_factory else self.source
+        name = self.label or built
         if not _SAFE_NAME.match(name):
             raise TaskError(f"task name {name!r} must be letters, digits and . _ + - (it names a folder)")
         return name

@@ -24,9 +24,10 @@ convert between the two with the rule DDPO and diffusers use
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -13,7 +13,7 @@ hard design clips it too, so the reward model cannot reward going further.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -35,8 +35,8 @@ never counts as better than a feasible one.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from functools import cache
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

@@ -7,7 +7,7 @@ look like), its shape and its dtype.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -1,13 +1,21 @@
 """A benchmark task on a user's own Stable Diffusion checkpoint.
 
 Not registered by name (it needs a checkpoint and, for the aesthetic reward,
-weights that are not shipped): build it with `build_task` and run any method
-on it through `algorithms.loop.run`.
+weights that are not shipped): a spec names it by import path, with the
+checkpoint and the reward as task parameters (`benchmarks/specs/sd-aesthetic.yaml`):
+
+    tasks:
+      - task: domains.images.sd_task:build_task
+        name: sd-aesthetic
+        params: {config: {pretrained: /path/to/sd-v1-5}, reward: aesthetic,
+                 aesthetic_weights: /path/to/sac+logos+ava1-l14-linearMSE.pth}
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from domains.base import Task, UnknownName
 from domains.images.sd_rewards import (
@@ -28,7 +36,7 @@ REWARDS = ("aesthetic", "jpeg-compressibility", "jpeg-incompressibility")
 
 
 def build_task(
-    config: StableDiffusionConfig,
+    config: StableDiffusionConfig | dict[str, Any],
     reward: str = "aesthetic",
     aesthetic_weights: str | Path | None = None,
     clip: str = DEFAULT_CLIP,
@@ -37,7 +45,14 @@ def build_task(
     it, `reward` which oracle scores the images (the aesthetic predictor needs `aesthetic_weights`,
     the path of `sac+logos+ava1-l14-linearMSE.pth`). The featuriser is CLIP (`clip`, ViT-L/14 by
     default; for the aesthetic task the oracle's own CLIP is shared, not loaded twice). The model is
-    loaded when the task's `load_model` is called, on `config.device`."""
+    loaded when the task's `load_model` is called, on `config.device`. From a spec, `config` is a
+    mapping of `StableDiffusionConfig`'s fields."""
+    if isinstance(config, dict):
+        names = {f.name for f in dataclasses.fields(StableDiffusionConfig)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ValueError(f"Stable Diffusion config: unknown settings {unknown}; known: {', '.join(sorted(names))}")
+        config = StableDiffusionConfig(**config)
     if reward not in REWARDS:
         raise UnknownName("Stable Diffusion reward", reward, REWARDS)
     if reward == "aesthetic" and aesthetic_weights is None:

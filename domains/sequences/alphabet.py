@@ -7,7 +7,7 @@ that converts, so that a bad design gets the same clear error everywhere.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

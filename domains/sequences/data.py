@@ -21,8 +21,8 @@ length of the first. Bad input is a one-line error naming the file and line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

@@ -19,8 +19,8 @@ The maximum f = 1 is reached by a known feasible sequence (`optimal_solution`).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 

@@ -8,7 +8,7 @@ the same map applies to Gumbel-softmax relaxations with gradients.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F

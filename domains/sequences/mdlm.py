@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -184,7 +185,7 @@ class MaskedDiffusionModel(nn.Module):
             out.append(self._step_log_prob(step, trajectory.states[j + 1], self.mask_id))
         return torch.stack(out, 1)
 
-    def kl(self, trajectory: Trajectory, reference: "MaskedDiffusionModel") -> torch.Tensor:
+    def kl(self, trajectory: Trajectory, reference: MaskedDiffusionModel) -> torch.Tensor:
         out = []
         for j in range(trajectory.num_steps):
             z = self._one_hot(trajectory.states[j])
@@ -200,7 +201,7 @@ class MaskedDiffusionModel(nn.Module):
         *,
         generator: torch.Generator,
         last_k: int,
-        reference: "MaskedDiffusionModel | None" = None,
+        reference: MaskedDiffusionModel | None = None,
         condition: torch.Tensor | None = None,
     ) -> DifferentiableSample:
         """Reverse process whose last `last_k` steps reveal tokens by straight-through
@@ -297,7 +298,7 @@ class MaskedDiffusionModel(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def frozen_copy(self) -> "MaskedDiffusionModel":
+    def frozen_copy(self) -> MaskedDiffusionModel:
         frozen = copy.deepcopy(self).eval()
         frozen.requires_grad_(False)
         return frozen
@@ -324,7 +325,7 @@ class MaskedDiffusionModel(nn.Module):
         tmp_json.replace(path.with_suffix(".json"))
 
     @classmethod
-    def load(cls, path: str | Path) -> "MaskedDiffusionModel":
+    def load(cls, path: str | Path) -> MaskedDiffusionModel:
         path = Path(path)
         meta_path = path.with_suffix(".json")
         if not path.exists() or not meta_path.exists():

@@ -6,7 +6,7 @@ written here because they are a few lines over our own encoding.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -9,8 +9,9 @@ reports how close the model's samples come to the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import trange

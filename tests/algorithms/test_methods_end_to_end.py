@@ -15,8 +15,8 @@ from algorithms.method import Context, Feedback
 from algorithms.registry import METHODS, build_method, resolve_config
 from domains.base import CapabilityError, OracleOutput
 from domains.sequences.featuriser import OneHotBigramFeaturiser
-from domains.sequences.operators import StringOperators
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
+from domains.sequences.operators import StringOperators
 
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
 ROUNDS = [8, 8]

@@ -3,8 +3,8 @@ would be) runs the methods that join and index states, with no special case."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

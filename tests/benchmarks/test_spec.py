@@ -69,8 +69,15 @@ def test_malformed_set_is_rejected(tmp_path, assignment):
 
 
 def test_set_through_a_non_mapping_is_rejected(tmp_path):
-    with pytest.raises(SpecError, match="seeds is not a mapping"):
+    with pytest.raises(SpecError, match="'x' is not an index of a list of 2"):
         load_spec(write(tmp_path, MINIMAL), ["seeds.x=1"])
+    with pytest.raises(SpecError, match="description is not a mapping or a list"):
+        load_spec(write(tmp_path, MINIMAL + "description: hi\n"), ["description.x=1"])
+
+
+def test_set_reaches_into_a_list_entry_by_index(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL), ["rounds.1=4"])
+    assert spec.rounds == [8, 4] and spec.budget == 12
 
 
 def test_unknown_spec_field_suggests_the_closest(tmp_path):

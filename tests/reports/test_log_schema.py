@@ -31,7 +31,7 @@ class Parity:
 
 
 def test_the_columns_the_oracle_writes_are_the_columns_the_metrics_read():
-    assert budgeted_oracle.LOG_COLUMNS == list(metrics.LOG_DTYPES)
+    assert list(metrics.LOG_DTYPES) == budgeted_oracle.LOG_COLUMNS
     assert budgeted_oracle.COMPONENT_PREFIX == metrics.COMPONENT_PREFIX
 
 

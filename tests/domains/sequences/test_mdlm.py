@@ -212,10 +212,10 @@ def test_tokens_revealed_before_the_last_k_steps_carry_no_gradient():
     params = model.trainable_parameters()
     weights = torch.randn(CFG.vocab_size, generator=gen(1))
     for i in range(n):
-        for l in range(CFG.length):
-            grads = torch.autograd.grad((out.x[i, l] * weights).sum(), params, retain_graph=True, allow_unused=True)
+        for pos in range(CFG.length):
+            grads = torch.autograd.grad((out.x[i, pos] * weights).sum(), params, retain_graph=True, allow_unused=True)
             has_grad = any(g is not None and g.abs().sum() > 0 for g in grads)
-            assert has_grad == bool(revealed_last[i, l]), (i, l)
+            assert has_grad == bool(revealed_last[i, pos]), (i, pos)
 
 
 @pytest.mark.parametrize("last_k", [0, CFG.num_steps + 1])
