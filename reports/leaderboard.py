@@ -17,6 +17,8 @@ import pandas as pd
 
 CELL_GLOB = "*/*/*/seed*/metrics.json"  # <spec>/<task>/<method>/seed<N>/metrics.json
 ORDER_NOTE = "Rows are ordered by final value (mean over seeds), highest first."
+ORDER_NOTE_NO_EVALUATION = ("No held-out evaluation was run (evaluation off): rows are ordered by AUC top-10 "
+                            "(mean over seeds), highest first.")
 
 
 def find_cells(results_dir: Path) -> pd.DataFrame:
@@ -65,14 +67,21 @@ COLUMNS: list[tuple[str, str, Callable[[pd.Series], str]]] = [
     ("best (mean)", "best", _mean("{:.3f}")),
     ("feasible rate of queries", "feasible_rate", _mean("{:.3f}")),
     ("queries used", "queries_used", _mean("{:.0f}")),
+    ("evaluation oracle calls", "eval_oracle_calls", _mean("{:.0f}")),
     ("wall time (s)", "wall_s", _mean("{:.1f}")),
 ]
+
+
+def ranking_key(cells: pd.DataFrame) -> str:
+    """Rows are ranked by the held-out final value; where a run evaluated nothing
+    (evaluation off), by the AUC of its query log."""
+    return "final_value" if len(_numbers(cells["final_value"])) else "auc_top10"
 
 
 def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard of one task's cells, as display strings, best method first."""
     by_method = cells.groupby("method", sort=True)
-    final_means = by_method["final_value"].apply(lambda v: _numbers(v).mean())
+    final_means = by_method[ranking_key(cells)].apply(lambda v: _numbers(v).mean())
     order = final_means.sort_values(ascending=False, kind="stable", na_position="last")
     rows = []
     for method in order.index:
@@ -104,7 +113,7 @@ def header_lines(cells: pd.DataFrame) -> list[str]:
     optimum = task_optimum(cells)
     if optimum is not None:
         lines.append(f"Optimum: {optimum:g}")
-    return lines + [ORDER_NOTE]
+    return lines + [ORDER_NOTE if ranking_key(cells) == "final_value" else ORDER_NOTE_NO_EVALUATION]
 
 
 def markdown_table(table: pd.DataFrame) -> str:

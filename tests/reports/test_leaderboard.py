@@ -168,3 +168,13 @@ def test_a_sum_of_oracles_says_how_many_calls_a_query_costs(tmp_path: Path):
     metrics_path.write_text(json.dumps(metrics | {"oracle_calls": 2 * metrics["queries_used"]}))
     write_report(tmp_path)
     assert "Oracle calls: up to 2 per query" in (tmp_path / SPEC / TASK / "leaderboard.md").read_text()
+
+
+def test_without_held_out_evaluation_rows_rank_by_auc():
+    from reports.leaderboard import ORDER_NOTE_NO_EVALUATION, header_lines, leaderboard_table
+
+    cells = pd.DataFrame({"method": ["a", "b", "c"], "final_value": [None, None, None],
+                          "auc_top10": [0.2, 0.5, 0.3], "task": "t", "spec": "s", "budget": 8, "seed": 0,
+                          "queries_used": 8, "eval_oracle_calls": 0})
+    assert leaderboard_table(cells)["method"].tolist() == ["b", "c", "a"]
+    assert header_lines(cells)[-1] == ORDER_NOTE_NO_EVALUATION
