@@ -36,8 +36,23 @@ def _list(args: argparse.Namespace) -> None:
         print(f"  {path.stem}{'  (default)' if path.stem in DEFAULT_SPECS else ''}")
 
 
+def _writable_folder(out: Path) -> None:
+    """Refuse, in one line, a results folder that is a file or cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot create the results folder ({err.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the results folder is not writable")
+
+
 def _run(args: argparse.Namespace) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     specs = [load_spec(s, args.set) for s in (args.spec or DEFAULT_SPECS)]  # all validated before any cell runs
+    _writable_folder(args.out)
     for spec in specs:
         cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun)
         print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")

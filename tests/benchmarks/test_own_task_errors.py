@@ -61,3 +61,25 @@ def test_a_bad_pretraining_file_is_one_line_naming_file_and_line(tmp_path, capsy
 
 def test_pretraining_on_data_needs_an_alphabet_and_an_output(tmp_path, capsys):
     assert "--alphabet LETTERS --out PATH" in error_of(["pretrain", "--data", str(tmp_path / "x.txt")], capsys)
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_workers_below_one_are_refused(tmp_path, capsys, workers):
+    assert "--workers must be at least 1" in error_of(["run", "protein", "--out", str(tmp_path), "--workers", workers],
+                                                      capsys)
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert "is a file, not a folder" in error_of(["run", "protein", "--out", str(tmp_path / "file")], capsys)
+
+
+@pytest.mark.parametrize("setting, message", [("seeds=[0.5]", "seeds must be integers"),
+                                              ("seeds=[true]", "seeds must be integers"),
+                                              ("seeds=[0,0]", "repeat a seed"),
+                                              ("auc_freq=2.5", "auc_freq must be an integer"),
+                                              ("eval_samples=abc", "eval_samples must be an integer"),
+                                              ("config=5", "config must map method names"),
+                                              ("name=../../escape", "it names a folder")])
+def test_spec_values_of_the_wrong_type_are_one_line(tmp_path, capsys, setting, message):
+    assert message in error_of(["run", "protein", "--out", str(tmp_path), "--set", setting], capsys)
