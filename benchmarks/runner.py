@@ -41,7 +41,7 @@ from algorithms.config import plain
 from algorithms.method import Context
 from algorithms.registry import build_method
 from benchmarks.spec import Spec, SpecError
-from domains.tasks import TaskRef, load_factory
+from domains.tasks import TaskRef, load_factory, package_files
 from reports import atomic_write
 from reports.metrics import summarise
 
@@ -72,20 +72,21 @@ def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, An
     }
 
 
-# The code that decides a cell's numbers: the packages a cell runs (with the
-# shipped checkpoints) and this runner; not the CLI, the specs or the reports.
+# The code that decides a cell's numbers: the methods, the protocols and shared
+# modules of `domains/` with its shared samplers, this runner, and the task's own
+# domain package (`TaskRef.code_files`); not another domain, the CLI, the specs
+# or the reports, so that adding a domain leaves the others' results current.
 _PROJECT = Path(__file__).resolve().parent.parent
-_CODE = ("algorithms", "domains")
-_CODE_SUFFIXES = (".py", ".safetensors", ".json")
 
 
-def code_version(extra_files: list[Path] = ()) -> dict[str, str]:
-    """The project's version and a hash of the code that produces a cell (plus a
-    user's task module): a cell finished under another hash is stale."""
-    files = sorted(p for package in _CODE for p in (_PROJECT / package).rglob("*")
-                   if p.suffix in _CODE_SUFFIXES and "__pycache__" not in p.parts)
+def code_version(task_files: list[Path] = ()) -> dict[str, str]:
+    """The project's version and a hash of the code that produces a cell of a
+    task whose own code is `task_files`: a cell finished under another hash is stale."""
+    domains = _PROJECT / "domains"
+    files = [*package_files(_PROJECT / "algorithms"), *sorted(domains.glob("*.py")),
+             *package_files(domains / "diffusion")]
     digest = hashlib.sha256()
-    for path in [*files, Path(__file__).resolve(), *extra_files]:
+    for path in [*files, Path(__file__).resolve(), *task_files]:
         name = path.relative_to(_PROJECT) if path.is_relative_to(_PROJECT) else path.name
         digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
     try:

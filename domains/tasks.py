@@ -31,6 +31,8 @@ from domains.base import DomainModule, Task, UnknownName
 # also list in EXTRA_PRETRAIN other artefacts its pretrain(name) makes (a classifier).
 _MODULES = ["domains.sequences.tasks", "domains.images.tasks"]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_DOMAINS = Path(__file__).resolve().parent
+CODE_SUFFIXES = (".py", ".safetensors", ".json")
 
 
 class TaskError(ValueError):
@@ -116,11 +118,24 @@ class TaskRef:
         return name
 
     def code_files(self) -> list[Path]:
-        """The factory's own source file: part of a cell's code version."""
-        if not self.is_factory:
+        """The task's own code, part of a cell's code version: a shipped task's whole
+        domain package (modules and checkpoints), or a factory's module (its package,
+        when the factory lives in one of the shipped domains)."""
+        if self.is_factory:
+            module = _module(self.source.rpartition(":")[0], self.source, self.root)
+        else:
+            module = _registry()[self.source]
+        if not getattr(module, "__file__", None):
             return []
-        module = _module(self.source.rpartition(":")[0], self.source, self.root)
-        return [Path(module.__file__)] if getattr(module, "__file__", None) else []
+        path = Path(module.__file__).resolve()
+        if path.parent.parent == _DOMAINS:
+            return package_files(path.parent)
+        return [path]
+
+
+def package_files(folder: Path) -> list[Path]:
+    """A package's code and shipped checkpoints, in a stable order."""
+    return sorted(p for p in folder.rglob("*") if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts)
 
 
 def task_ref(entry: Any, root: str = "") -> TaskRef:

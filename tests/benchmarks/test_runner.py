@@ -213,3 +213,18 @@ def test_stale_cell_of_older_code_is_rerun(copy_of_finished):
     metrics_path.write_text(json.dumps(metrics))
     assert run(copy_of_finished) == 0
     assert json.loads(metrics_path.read_text())["code"]["hash"] != "0" * 16
+
+
+def test_code_version_covers_the_tasks_own_domain_and_not_the_others(tmp_path):
+    from benchmarks.runner import code_version
+    from domains.tasks import TaskRef
+
+    files = TaskRef(TASK).code_files()
+    assert files and all("domains/sequences" in str(p) for p in files)
+    assert any(p.suffix == ".safetensors" for p in files)  # the shipped checkpoint is part of the code
+    module = tmp_path / "mine.py"
+    module.write_text("A = 1\n")
+    before = code_version([module])
+    assert code_version([module]) == before
+    module.write_text("A = 2\n")
+    assert code_version([module])["hash"] != before["hash"]
