@@ -13,7 +13,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from reports.stats import ci95
 
 CELL_GLOB = "*/*/*/seed*/metrics.json"  # <spec>/<task>/<method>/seed<N>/metrics.json
 ORDER_NOTE = "Rows are ordered by final value (mean over seeds), highest first."
@@ -50,20 +53,21 @@ def _mean(fmt: str) -> Callable[[pd.Series], str]:
     return render
 
 
-def _mean_std(values: pd.Series) -> str:
-    """'mean ± sample std' (ddof=1) to 3 decimals; just the mean for one seed."""
-    values = _numbers(values)
-    if len(values) < 2:
-        return _mean("{:.3f}")(values)
-    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+def _mean_ci(values: pd.Series) -> str:
+    """'mean ± half-width of its 95% confidence interval' (Student's t over seeds)
+    to 3 decimals; just the mean for one seed."""
+    mean, half = ci95(_numbers(values).to_numpy())
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.3f}" if not np.isfinite(half) else f"{mean:.3f} ± {half:.3f}"
 
 
 # (column title, metrics.json key, how its values over seeds are rendered)
 COLUMNS: list[tuple[str, str, Callable[[pd.Series], str]]] = [
-    ("final value (mean ± std)", "final_value", _mean_std),
+    ("final value (mean ± 95% CI)", "final_value", _mean_ci),
     ("final feasible fraction", "final_feasible", _mean("{:.3f}")),
     ("learned reward of the same samples", "final_learned_reward", _mean("{:.3f}")),
-    ("AUC top-10 (mean ± std)", "auc_top10", _mean_std),
+    ("AUC top-10 (mean ± 95% CI)", "auc_top10", _mean_ci),
     ("best (mean)", "best", _mean("{:.3f}")),
     ("feasible rate of queries", "feasible_rate", _mean("{:.3f}")),
     ("queries used", "queries_used", _mean("{:.0f}")),

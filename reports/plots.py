@@ -1,15 +1,20 @@
-"""Learning curves of one task: reward against feedback spent, one colour per method.
+"""Learning curves of one task: reward against feedback spent, one style per method.
 
-Three panels: the top-10 mean and the best-so-far score against charged
-queries (from each cell's query log), and the held-out value of the model after
-each round against queries used (from `evals.csv`, with the learned reward's
-prediction dotted beside it: the gap is where over-optimisation shows).
+Four panels: the top-10 mean and the best-so-far score against charged
+queries (from each cell's query log); the held-out value of the model after
+each round against queries used (from `evals.csv`), with the pretrained
+model's value as a reference line; and, in a panel of its own, the learned
+reward of the same held-out samples (its gap to the held-out value is where
+over-optimisation shows; drawn apart so that it does not set the value
+panel's range).
 
 Seeds are aligned on the query index and each seed's curve is held at its last
 value up to the budget, as PMO's AUC pads it, so a method that stopped early is
-drawn at the level it reached. Lines are the mean over seeds, bands ± the sample
-std. Figures are built on `matplotlib.figure.Figure` rather than pyplot so that
-no global backend is switched and no figure outlives the call.
+drawn at the level it reached. Lines are the mean over seeds, bands its 95%
+confidence interval (Student's t over seeds; none for one seed). A method is
+told apart by colour and line style together (10 colours x 4 styles, distinct
+for up to 20 methods). Figures are built on `matplotlib.figure.Figure` rather
+than pyplot so that no global backend is switched and no figure outlives the call.
 """
 
 from __future__ import annotations
@@ -24,9 +29,17 @@ from matplotlib.figure import Figure
 
 from reports.leaderboard import task_optimum
 from reports.metrics import best_so_far, load_log, top_k_curve
+from reports.stats import ci95_columns
 
 TOP_K = 10
 RGBA = tuple[float, float, float, float]  # a colour from a matplotlib colormap
+LINE_STYLES = ("-", "--", "-.", ":")
+PRETRAINED = "pretrained model"
+
+
+def method_style(i: int) -> tuple[RGBA, str]:
+    """Colour and line style of the i-th method: the pair is distinct for 20 methods."""
+    return matplotlib.colormaps["tab10"](i % 10), LINE_STYLES[i % len(LINE_STYLES)]
 
 
 def _padded(curve: np.ndarray, length: int, fill: float) -> np.ndarray:
@@ -35,18 +48,16 @@ def _padded(curve: np.ndarray, length: int, fill: float) -> np.ndarray:
     return np.concatenate([curve, np.full(length - len(curve), last)])
 
 
-def _band(ax: Axes, x: np.ndarray, runs: np.ndarray, colour: RGBA, label: str | None, style: str = "-") -> None:
-    """Mean over seeds (rows of `runs`, NaN = missing) as a line, ± sample std as a band.
-
-    With one seed the std is undefined and no band is drawn.
-    """
-    frame = pd.DataFrame(runs)
-    mean, std = frame.mean().to_numpy(), frame.std(ddof=1).to_numpy()
-    ax.plot(x, mean, style, color=colour, label=label, lw=1.5)
-    ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+def _band(ax: Axes, x: np.ndarray, runs: np.ndarray, colour: RGBA, style: str, label: str | None,
+          marker: str | None = None) -> None:
+    """Mean over seeds (rows of `runs`, NaN = missing) as a line, its 95% interval as a band."""
+    mean, half = ci95_columns(runs)
+    ax.plot(x, mean, linestyle=style, marker=marker, color=colour, label=label, lw=1.5, ms=4)
+    if np.isfinite(half).any():
+        ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.15, lw=0)
 
 
-def _query_curves(ax_top: Axes, ax_best: Axes, runs: pd.DataFrame, length: int, colour: RGBA) -> None:
+def _query_curves(ax_top: Axes, ax_best: Axes, runs: pd.DataFrame, length: int, colour: RGBA, style: str) -> None:
     """Top-k mean and best-so-far of one method's seeds against charged queries."""
     top, best = [], []
     for cell in runs.itertuples():
@@ -54,54 +65,88 @@ def _query_curves(ax_top: Axes, ax_best: Axes, runs: pd.DataFrame, length: int, 
         top.append(_padded(top_k_curve(log, cell.floor, TOP_K), length, cell.floor))
         best.append(_padded(best_so_far(log, cell.floor), length, cell.floor))
     x = np.arange(1, length + 1)
-    _band(ax_top, x, np.array(top), colour, runs["method"].iloc[0])
-    _band(ax_best, x, np.array(best), colour, None)
+    _band(ax_top, x, np.array(top), colour, style, runs["method"].iloc[0])
+    _band(ax_best, x, np.array(best), colour, style, None)
 
 
-def _eval_curve(ax: Axes, runs: pd.DataFrame, colour: RGBA) -> None:
-    """Held-out value per round against queries used (mean over seeds at each round)."""
+def _evals(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """round x seed tables of one method's evals.csv columns."""
     evals = pd.concat([pd.read_csv(cell.dir / "evals.csv").assign(seed=cell.seed) for cell in runs.itertuples()])
-    by_round = {
-        column: evals.pivot(index="round", columns="seed", values=column).sort_index()
-        for column in ("queries_used", "value", "learned_reward")
-    }
+    return {column: evals.pivot(index="round", columns="seed", values=column).sort_index()
+            for column in ("queries_used", "value", "learned_reward")}
+
+
+def _eval_curves(ax_value: Axes, ax_learned: Axes, by_round: dict[str, pd.DataFrame], colour: RGBA,
+                 style: str) -> None:
+    """Held-out value and learned reward per round against queries used."""
     x = by_round["queries_used"].mean(axis=1).to_numpy()
-    _band(ax, x, by_round["value"].to_numpy().T, colour, None, style="o-")
-    learned = by_round["learned_reward"].mean(axis=1)
-    if learned.notna().any():
-        ax.plot(x, learned.to_numpy(), ":", color=colour, lw=1.5)
+    if by_round["value"].notna().any().any():
+        _band(ax_value, x, by_round["value"].to_numpy().T, colour, style, None, marker="o")
+    if by_round["learned_reward"].notna().any().any():
+        _band(ax_learned, x, by_round["learned_reward"].to_numpy().T, colour, style, None, marker="o")
 
 
-def curves_png(cells: pd.DataFrame) -> bytes:
-    """The three-panel PNG of one task's finished cells (rows of `find_cells`)."""
-    fig = Figure(figsize=(15, 4), dpi=120, layout="constrained")
-    ax_top, ax_best, ax_value = fig.subplots(1, 3)
+def _fit_to_lines(ax: Axes, margin: float = 0.1) -> None:
+    """The y-range of the mean lines (and reference lines), not of the bands: with
+    three seeds a 95% band is wide, and one wide band would flatten every mean."""
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [np.array([])])
+    ys = ys[np.isfinite(ys)]
+    if len(ys):
+        low, high = ys.min(), ys.max()
+        pad = margin * (high - low) if high > low else max(abs(high), 1.0) * margin
+        ax.set_ylim(low - pad, high + pad)
+
+
+def pretrained_value(evals: list[dict[str, pd.DataFrame]]) -> float | None:
+    """The held-out value of the pretrained model: round 0 of every cell (all
+    methods start from it), averaged; None when no cell evaluated it."""
+    values = pd.concat([e["value"].iloc[0] for e in evals if len(e["value"])])
+    values = values.dropna()
+    return float(values.mean()) if len(values) else None
+
+
+def curves_figure(cells: pd.DataFrame) -> Figure:
+    """The four panels of one task's finished cells (rows of `find_cells`)."""
+    fig = Figure(figsize=(20, 4.5), dpi=110, layout="constrained")
+    ax_top, ax_best, ax_value, ax_learned = fig.subplots(1, 4)
     length = int(max(cells["budget"].max(), cells["queries_used"].max()))
-    methods = cells.groupby("method", sort=True)
-    palette = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]  # one colour per method, up to 20
-    for i, (_, runs) in enumerate(methods):
-        colour = palette(i % palette.N)
-        _query_curves(ax_top, ax_best, runs, length, colour)
-        _eval_curve(ax_value, runs, colour)
+    evals = []
+    for i, (_, runs) in enumerate(cells.groupby("method", sort=True)):
+        colour, style = method_style(i)
+        _query_curves(ax_top, ax_best, runs, length, colour, style)
+        evals.append(_evals(runs))
+        _eval_curves(ax_value, ax_learned, evals[-1], colour, style)
 
     # The optimum is drawn on the query curves only: held-out means sit far below
     # it, and a shared axis up to the optimum would flatten their differences.
     optimum = task_optimum(cells)
-    for ax in (ax_top, ax_best, ax_value):
-        if optimum is not None and ax is not ax_value:
+    if optimum is not None:
+        for ax in (ax_top, ax_best):
             ax.axhline(optimum, ls="--", color="black", lw=1, label="optimum" if ax is ax_top else None)
+    reference = pretrained_value(evals)
+    if reference is not None:
+        for ax in (ax_value, ax_learned):
+            ax.axhline(reference, ls=(0, (1, 1)), color="grey", lw=1.5, label=PRETRAINED if ax is ax_value else None)
+    for ax in (ax_top, ax_best, ax_value, ax_learned):
         ax.grid(alpha=0.3)
-    ax_top.set(title=f"Top-{TOP_K} mean of queried designs", xlabel="charged queries", ylabel=f"top-{TOP_K} mean score")
-    ax_best.set(title="Best design so far", xlabel="charged queries", ylabel="best score")
-    ax_value.set(
-        title="Held-out value after each round (dotted: learned reward)",
-        xlabel="queries used",
-        ylabel="mean oracle reward",
-    )
-    fig.suptitle(f"{cells['spec'].iloc[0]} / {cells['task'].iloc[0]}")
+        _fit_to_lines(ax)
+    ax_top.set(title=f"Top-{TOP_K} mean of queried designs", xlabel="charged oracle queries",
+               ylabel=f"top-{TOP_K} mean oracle score")
+    ax_best.set(title="Best design so far", xlabel="charged oracle queries", ylabel="best oracle score")
+    ax_value.set(title="Held-out value after each round", xlabel="charged oracle queries used",
+                 ylabel="mean oracle reward of held-out samples")
+    ax_learned.set(title="Learned reward of the same samples", xlabel="charged oracle queries used",
+                   ylabel="mean learned reward (method's model)")
+    fig.suptitle(f"{cells['spec'].iloc[0]} / {cells['task'].iloc[0]}  (infeasible designs score the task's floor)")
     handles, labels = ax_top.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right center", title="mean ± std over seeds", fontsize="small")
+    more, more_labels = ax_value.get_legend_handles_labels()
+    fig.legend(handles + more, labels + more_labels, loc="outside right center",
+               title="mean, 95% CI over seeds", fontsize="small")
+    return fig
 
+
+def curves_png(cells: pd.DataFrame) -> bytes:
+    """`curves_figure` as PNG bytes."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    curves_figure(cells).savefig(buffer, format="png")
     return buffer.getvalue()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -89,13 +90,15 @@ def test_report_writes_every_file(report):
     assert not list(results.rglob("*.tmp"))  # atomic writes leave no temp files behind
 
 
-def test_leaderboard_orders_methods_by_final_value_with_mean_and_std(report):
+def test_leaderboard_orders_methods_by_final_value_with_mean_and_95_ci(report):
     results, _ = report
     markdown = (results / SPEC / TASK / "leaderboard.md").read_text()
     rows = table_rows(markdown)
     assert [r[0] for r in rows] == ["ucb", "greedy"]
     ucb = list(FINAL_VALUES["ucb"].values())
-    assert rows[0][2] == f"{statistics.mean(ucb):.3f} ± {statistics.stdev(ucb):.3f}"  # 0.710 ± 0.127
+    # 95% interval of two seeds: t(0.975, 1) = 12.706 standard errors
+    half = 12.706 * statistics.stdev(ucb) / 2**0.5
+    assert rows[0][2] == f"{statistics.mean(ucb):.3f} ± {half:.3f}"  # 0.710 ± 1.144
     assert rows[0][1] == "2"
     assert f"Budget: {BUDGET}" in markdown and "Seeds: 0, 1" in markdown and "Optimum: 1" in markdown
     assert "ordered by final value" in markdown
@@ -119,6 +122,33 @@ def test_html_page_embeds_table_and_curves(report):
 def test_curves_are_a_png(report):
     results, _ = report
     assert (results / SPEC / TASK / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_draw_every_method_a_reference_and_the_learned_reward_apart(report):
+    from reports.leaderboard import find_cells
+    from reports.plots import PRETRAINED, curves_figure
+
+    results, _ = report
+    ax_top, ax_best, ax_value, ax_learned = curves_figure(find_cells(results)).axes
+    methods = sorted(FINAL_VALUES)
+    labels = [line.get_label() for line in ax_top.get_lines()]
+    assert labels == [*methods, "optimum"]
+    assert ax_top.get_xlabel() == "charged oracle queries" and "score" in ax_top.get_ylabel()
+    # held-out value: one line per method and the pretrained model's (round 0: 0.1 in every cell)
+    value_lines = ax_value.get_lines()
+    assert len(value_lines) == len(methods) + 1 and value_lines[-1].get_label() == PRETRAINED
+    assert list(value_lines[-1].get_ydata()) == [0.1, 0.1]
+    # its range is that of the values (up to 0.71), not of the learned reward (up to 0.78)
+    low, high = ax_value.get_ylim()
+    assert low < 0.1 and 0.71 < high < 0.78
+    assert len(ax_learned.get_lines()) == len(methods) + 1
+    assert max(np.nanmax(line.get_ydata()) for line in ax_learned.get_lines()) == pytest.approx(0.71 * 1.1)
+
+
+def test_twenty_methods_get_twenty_distinct_styles():
+    from reports.plots import method_style
+
+    assert len({(method_style(i)[0], method_style(i)[1]) for i in range(20)}) == 20
 
 
 def test_single_seed_shows_just_the_mean(tmp_path: Path):
