@@ -11,7 +11,8 @@ import os
 import uuid
 from pathlib import Path
 
-from reports.leaderboard import find_cells, leaderboard_html, markdown_section, readme
+from reports.html import report_html
+from reports.leaderboard import find_cells, markdown_section, readme
 from reports.plots import curves_png
 
 __all__ = ["atomic_write", "write_report"]
@@ -35,8 +36,9 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
 
 
 def write_report(results_dir: Path) -> list[Path]:
-    """Write each (spec, task)'s leaderboard.md, leaderboard.html and curves.png,
-    and the index `results_dir/README.md`; return the paths written.
+    """Write each (spec, task)'s leaderboard.md and curves.png, the Markdown index
+    `results_dir/README.md` and the self-contained HTML report `results_dir/index.html`;
+    return the paths written.
 
     Raises FileNotFoundError when `results_dir` holds no finished cell.
     """
@@ -48,9 +50,9 @@ def write_report(results_dir: Path) -> list[Path]:
         written += [
             atomic_write(folder / "leaderboard.md",
                          markdown_section(group, f"# {spec} / {task}", "curves.png", folder).encode()),
-            atomic_write(folder / "leaderboard.html", leaderboard_html(group, "curves.png", folder).encode()),
             atomic_write(folder / "curves.png", curves_png(group)),
         ]
         sections.append(markdown_section(group, f"## {spec} / {task}", f"{spec}/{task}/curves.png", results_dir))
     written.append(atomic_write(results_dir / "README.md", readme(sections).encode()))
+    written.append(atomic_write(results_dir / "index.html", report_html(cells, results_dir).encode()))
     return written

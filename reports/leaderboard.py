@@ -7,7 +7,6 @@ shows a half-written cell. Produces text only; `reports.write_report` writes it.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Callable
@@ -166,47 +165,6 @@ def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) 
                   + " |" for method, found in pictures]
         lines.append("")
     return "\n".join(lines)
-
-
-def leaderboard_html(cells: pd.DataFrame, image: str, base: Path) -> str:
-    """A small static page: title, header bullets, the table, the curves image
-    and the sample grids (paths relative to `base`, the page's folder)."""
-    title = html.escape(f"seiko-bench: {cells['spec'].iloc[0]} / {cells['task'].iloc[0]}")
-    bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(cells))
-    table = leaderboard_table(cells).to_html(index=False, border=0)
-    pictures = "".join(
-        f"<tr><td>{html.escape(method)}</td>"
-        + "".join(f'<td><img class="grid" src="{html.escape(found[c])}" alt="{c}"></td>' if c in found else "<td></td>"
-                  for c in SAMPLE_PICTURES) + "</tr>\n"
-        for method, found in sample_pictures(cells, base))
-    if pictures:
-        head = "".join(f"<th>{c}</th>" for c in SAMPLE_PICTURES)
-        pictures = f"<h2>Held-out samples</h2>\n<table>\n<tr><th>method</th>{head}</tr>\n{pictures}</table>"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-img {{ max-width: 100%; margin-top: 1em; }}
-img.grid {{ width: 240px; image-rendering: pixelated; margin: 0; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<ul>
-{bullets}
-</ul>
-{table}
-<img src="{html.escape(image)}" alt="learning curves">
-{pictures}
-</body>
-</html>
-"""
 
 
 def readme(sections: list[str]) -> str:

@@ -84,7 +84,7 @@ def table_rows(markdown: str) -> list[list[str]]:
 def test_report_writes_every_file(report):
     results, written = report
     task_dir = results / SPEC / TASK
-    expected = {task_dir / "leaderboard.md", task_dir / "leaderboard.html", task_dir / "curves.png", results / "README.md"}
+    expected = {task_dir / "leaderboard.md", task_dir / "curves.png", results / "README.md", results / "index.html"}
     assert set(written) == expected
     assert all(p.stat().st_size > 0 for p in expected)
     assert not list(results.rglob("*.tmp"))  # atomic writes leave no temp files behind
@@ -112,11 +112,14 @@ def test_readme_inlines_the_same_table_and_links_the_curves(report):
     assert f"({SPEC}/{TASK}/curves.png)" in readme
 
 
-def test_html_page_embeds_table_and_curves(report):
+def test_html_report_is_self_contained_with_an_index_and_column_definitions(report):
     results, _ = report
-    page = (results / SPEC / TASK / "leaderboard.html").read_text()
-    assert "<table" in page and 'src="curves.png"' in page and "<title>" in page
-    assert page.index("ucb") < page.index("greedy")
+    page = (results / "index.html").read_text()
+    assert f'href="#{SPEC}--{TASK}"' in page and f'id="{SPEC}--{TASK}"' in page
+    assert 'class="leaderboard"' in page and "data:image/png;base64," in page
+    assert 'src="' not in page.replace('src="data:image/png;base64,', "")  # nothing loaded from beside it
+    assert "<dt>auc_top10</dt>" in page and "http" not in page
+    assert page.index("<td>ucb</td>") < page.index("<td>greedy</td>")
 
 
 def test_curves_are_a_png(report):
@@ -186,7 +189,8 @@ def test_sample_grids_of_the_first_seed_are_linked_where_cells_drew_them(tmp_pat
         assert "| ucb (seed 0) | ![round 0](" in text and "greedy (seed" not in text
         links = [part.split(")")[0] for part in text.split("](")[1:] if "samples_" in part.split(")")[0]]
         assert len(links) == 2 and all((base / link).exists() and "seed0" in link for link in links)
-    assert 'src="ucb/seed0/samples_last.png"' in (task_dir / "leaderboard.html").read_text()
+    page = (tmp_path / "index.html").read_text()
+    assert 'alt="ucb (seed 0) end" src="data:image/png;base64,' in page
 
 
 def test_a_sum_of_oracles_says_how_many_calls_a_query_costs(tmp_path: Path):

@@ -1,0 +1,169 @@
+"""One self-contained HTML report of a results folder: `index.html`.
+
+An index of specs and tasks, then per task its header, a leaderboard whose
+columns sort on a click (by the numbers, not the text), the column
+definitions, the curves and the sample grids. Pictures are embedded as data
+URIs and the sorting is a few lines of inline script, so the page opens from
+disk, mailed or copied, with no network and no files beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.leaderboard import COLUMNS, _numbers, header_lines, leaderboard_table, sample_pictures
+
+DEFINITIONS: dict[str, str] = {
+    "method": "The method, or a spec's named variant of one (`seiko-bench list`).",
+    "seeds": "Finished cells (method seeds) the row averages over.",
+    "final_value": "Mean oracle reward of the held-out samples of the final model (SEIKO's 'Value'); an infeasible "
+                   "sample counts as the task's floor. Mean over seeds ± the half-width of its 95% confidence "
+                   "interval (Student's t). Not charged to the budget.",
+    "final_feasible": "Feasible fraction of those held-out samples.",
+    "final_learned_reward": "The method's own reward model on the same samples; far above the final value means "
+                            "over-optimisation of the learned reward.",
+    "auc_top10": "PMO's AUC: the top-10 mean of the charged queries every `auc_freq` queries, trapezoid rule, padded "
+                 "to the budget, divided by the budget. Mean ± 95% CI.",
+    "best": "Best score among the charged queries (an infeasible query scores the floor).",
+    "feasible_rate": "Feasible fraction of the charged queries.",
+    "queries_used": "Charged queries (at most the budget; a repeat of an earlier design is free).",
+    "eval_oracle_calls": "Oracle calls of the held-out evaluation: uncharged, but a lab pays for them.",
+    "wall_s": "Wall time of the whole cell, evaluation included.",
+}
+
+_SCRIPT = """
+document.querySelectorAll("table.leaderboard").forEach(table => {
+  table.querySelectorAll("th").forEach((th, column) => {
+    th.addEventListener("click", () => {
+      const body = table.tBodies[0];
+      const descending = th.dataset.order !== "desc";
+      table.querySelectorAll("th").forEach(other => delete other.dataset.order);
+      th.dataset.order = descending ? "desc" : "asc";
+      const key = row => {
+        const cell = row.cells[column];
+        const value = cell.dataset.value;
+        return value === undefined ? cell.textContent : (value === "" ? NaN : Number(value));
+      };
+      const rows = Array.from(body.rows).sort((a, b) => {
+        const x = key(a), y = key(b);
+        if (typeof x === "string") return descending ? y.localeCompare(x) : x.localeCompare(y);
+        if (Number.isNaN(x)) return 1;
+        if (Number.isNaN(y)) return -1;
+        return descending ? y - x : x - y;
+      });
+      rows.forEach(row => body.appendChild(row));
+    });
+  });
+});
+"""
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; max-width: 110em; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+table.leaderboard th { cursor: pointer; background: #f4f4f4; }
+table.leaderboard th[data-order="desc"]::after { content: " \\25BC"; }
+table.leaderboard th[data-order="asc"]::after { content: " \\25B2"; }
+img.curves { max-width: 100%; }
+img.grid { width: 360px; image-rendering: pixelated; }
+dl { font-size: 0.9em; } dt { font-weight: bold; } dd { margin: 0 0 0.4em 1.5em; }
+"""
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _sort_values(cells: pd.DataFrame, methods: list[str]) -> dict[str, list[float]]:
+    """Per column key, the mean over seeds that a click sorts by, in table order."""
+    out = {"seeds": [float((cells["method"] == m).sum()) for m in methods]}
+    for _, key, _ in COLUMNS:
+        if key in cells:
+            out[key] = [float(_numbers(cells.loc[cells["method"] == m, key]).mean()) for m in methods]
+    return out
+
+
+def _table(cells: pd.DataFrame) -> str:
+    table = leaderboard_table(cells)
+    methods = list(table["method"])
+    values = _sort_values(cells, methods)
+    keys = ["method", "seeds", *[key for _, key, _ in COLUMNS]]
+    head = "".join(f'<th title="{html.escape(DEFINITIONS.get(k, ""))}">{html.escape(str(c))}</th>'
+                   for k, c in zip(keys, table.columns))
+    rows = []
+    for i, row in enumerate(table.itertuples(index=False)):
+        tds = []
+        for key, text in zip(keys, row):
+            if key == "method":
+                tds.append(f"<td>{html.escape(str(text))}</td>")
+            else:
+                number = values.get(key, [np.nan] * len(methods))[i]
+                tds.append(f'<td data-value="{"" if not np.isfinite(number) else repr(number)}">'
+                           f"{html.escape(str(text))}</td>")
+        rows.append("<tr>" + "".join(tds) + "</tr>")
+    return (f'<table class="leaderboard"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
+            + "\n</tbody></table>")
+
+
+def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:
+    found = sample_pictures(cells, results_dir)
+    if not found:
+        return ""
+    columns = sorted({c for _, pictures in found for c in pictures}, key=["round 0", "end"].index)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = "".join(
+        f"<tr><td>{html.escape(method)}</td>"
+        + "".join(f'<td><img class="grid" alt="{html.escape(method)} {c}" '
+                  f'src="{_data_uri((results_dir / pictures[c]).read_bytes())}"></td>' if c in pictures else "<td></td>"
+                  for c in columns) + "</tr>\n"
+        for method, pictures in found)
+    return (f"<h3>Held-out samples</h3>\n<p>The same seeds and conditions at round 0 and at the end.</p>\n"
+            f"<table><tr><th>method</th>{head}</tr>\n{rows}</table>")
+
+
+def report_html(cells: pd.DataFrame, results_dir: Path) -> str:
+    """The whole report of a results folder's finished cells (rows of `find_cells`),
+    embedding each task's `curves.png` (written first by `write_report`)."""
+    groups = list(cells.groupby(["spec", "task"], sort=True))
+    index = "\n".join(f'<li><a href="#{html.escape(spec)}--{html.escape(task)}">{html.escape(spec)} / '
+                      f"{html.escape(task)}</a> ({group['method'].nunique()} methods, {len(group)} cells)</li>"
+                      for (spec, task), group in groups)
+    sections = []
+    for (spec, task), group in groups:
+        bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(group))
+        sections.append(
+            f'<section id="{html.escape(spec)}--{html.escape(task)}">\n<h2>{html.escape(spec)} / {html.escape(task)}'
+            f"</h2>\n<ul>\n{bullets}\n</ul>\n{_table(group)}\n"
+            f'<img class="curves" alt="learning curves of {html.escape(task)}" '
+            f'src="{_data_uri((results_dir / spec / task / "curves.png").read_bytes())}">\n'
+            f"{_pictures(group, results_dir)}\n</section>")
+    definitions = "\n".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(text)}</dd>"
+                            for key, text in DEFINITIONS.items())
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>seiko-bench results</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>seiko-bench results</h1>
+<p>Generated by <code>seiko-bench report</code> from the finished cells of this folder. Click a column to sort.</p>
+<ul id="index">
+{index}
+</ul>
+{"".join(sections)}
+<h2 id="definitions">Columns</h2>
+<dl>
+{definitions}
+</dl>
+<script>{_SCRIPT}</script>
+</body>
+</html>
+"""
