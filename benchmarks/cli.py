@@ -1,4 +1,4 @@
-"""`seiko-bench`: list, run, report, pretrain.
+"""`seiko-bench`: list, run, report, export, pretrain.
 
 User errors (a malformed spec, an unknown name, an oracle that raises, a spent
 budget, a missing checkpoint) end with one line on stderr and exit status 2;
@@ -65,6 +65,13 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {len(written)} files written; index at {args.out / 'README.md'}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from reports.export import export
+
+    written = export(args.results, args.out)
+    print(f"export: {', '.join(str(p) for p in written)}")
+
+
 def _pretrain(args: argparse.Namespace) -> None:
     if args.data is not None:  # the user's own designs: a new alphabet or length needs its own model
         if args.task is not None or args.alphabet is None or args.out is None:
@@ -103,6 +110,12 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="leaderboards and curves from a results folder")
     report.add_argument("out", nargs="?", type=Path, default=Path("results"), help="results folder (default: results/)")
     report.set_defaults(func=_report)
+
+    exp = sub.add_parser("export", help="one table of every cell (cells.parquet, cells.csv) and of every query "
+                                        "(queries.parquet), for pandas")
+    exp.add_argument("results", nargs="?", type=Path, default=Path("results"), help="results folder (default: results/)")
+    exp.add_argument("--out", type=Path, default=None, help="where to write the tables (default: the results folder)")
+    exp.set_defaults(func=_export)
 
     pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model, or the sequence model on your own "
                                           "designs, and save its checkpoint")
