@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.leaderboard import COLUMNS, _numbers, header_lines, leaderboard_table, sample_pictures
+from reports.leaderboard import (
+    COLUMNS,
+    TOP_DESIGNS,
+    _numbers,
+    header_lines,
+    leaderboard_table,
+    sample_pictures,
+    top_designs,
+)
 
 DEFINITIONS: dict[str, str] = {
     "method": "The method, or a spec's named variant of one (`seiko-bench list`).",
@@ -112,9 +120,15 @@ def _table(cells: pd.DataFrame) -> str:
 
 
 def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:
+    """Sample grids where the task draws them, else the top designs of each method."""
     found = sample_pictures(cells, results_dir)
     if not found:
-        return ""
+        rows = "".join(f"<tr><td>{html.escape(method)}</td>"
+                       + "".join(f"<td><code>{html.escape(str(key))}</code> {reward:.3f}</td>" for key, reward in best)
+                       + "</tr>\n" for method, best in top_designs(cells))
+        head = "".join(f"<th>#{i + 1}</th>" for i in range(TOP_DESIGNS))
+        return (f"<h3>Top designs</h3>\n<p>The {TOP_DESIGNS} best distinct feasible designs each method measured "
+                f"(all seeds), with their oracle reward.</p>\n<table><tr><th>method</th>{head}</tr>\n{rows}</table>")
     columns = sorted({c for _, pictures in found for c in pictures}, key=["round 0", "end"].index)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = "".join(

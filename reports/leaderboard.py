@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reports.metrics import load_log
 from reports.stats import ci95
 
 CELL_GLOB = "*/*/*/seed*/metrics.json"  # <spec>/<task>/<method>/seed<N>/metrics.json
@@ -149,9 +150,26 @@ def sample_pictures(cells: pd.DataFrame, base: Path) -> list[tuple[str, dict[str
     return out
 
 
+TOP_DESIGNS = 3
+
+
+def top_designs(cells: pd.DataFrame, k: int = TOP_DESIGNS) -> list[tuple[str, list[tuple[str, float]]]]:
+    """(method, [(design key, reward)]) of the k best distinct feasible designs each
+    method measured over all its seeds, in leaderboard order. For sequences the key
+    is the design itself: this is what a lab would synthesise next."""
+    out = []
+    for method in leaderboard_table(cells)["method"]:
+        logs = [load_log(Path(d) / "queries.csv") for d in cells.loc[cells["method"] == method, "dir"]]
+        log = pd.concat(logs)
+        best = (log[log["charged"] & log["feasible"]].sort_values("reward", ascending=False, kind="stable")
+                .drop_duplicates("key").head(k))
+        out.append((method, list(zip(best["key"], best["reward"].astype(float)))))
+    return out
+
+
 def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) -> str:
-    """Heading, header bullets, table, curves image and (for domains with
-    pictures) sample grids of one task, in Markdown. `base` is the folder the
+    """Heading, header bullets, table, curves image and sample grids (for
+    domains with pictures) or the top designs (for the others) of one task, in Markdown. `base` is the folder the
     Markdown lives in. Shared by each task's leaderboard.md and the results
     README, so both show the same table.
     """
@@ -163,7 +181,13 @@ def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) 
                   "| method | " + " | ".join(SAMPLE_PICTURES) + " |", "|:--|" + ":-:|" * len(SAMPLE_PICTURES)]
         lines += [f"| {method} | " + " | ".join(f"![{c}]({found[c]})" if c in found else "" for c in SAMPLE_PICTURES)
                   + " |" for method, found in pictures]
-        lines.append("")
+    else:  # designs nobody draws (sequences): the best ones, as the log has them
+        lines += [f"Top {TOP_DESIGNS} distinct feasible designs each method measured (all seeds):", "",
+                  "| method | " + " | ".join(f"#{i + 1}" for i in range(TOP_DESIGNS)) + " |",
+                  "|:--|" + ":--|" * TOP_DESIGNS]
+        lines += [f"| {method} | " + " | ".join(f"`{key}` {reward:.3f}" for key, reward in best) + " |"
+                  for method, best in top_designs(cells)]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -77,8 +78,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
 
 def table_rows(markdown: str) -> list[list[str]]:
     """The body rows of the first Markdown table, as stripped cells."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = [line for line in itertools.takewhile(lambda line: line.startswith("|"), lines[start:])]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
 
 
 def test_report_writes_every_file(report):
@@ -212,3 +215,12 @@ def test_without_held_out_evaluation_rows_rank_by_auc():
                           "queries_used": 8, "eval_oracle_calls": 0})
     assert leaderboard_table(cells)["method"].tolist() == ["b", "c", "a"]
     assert header_lines(cells)[-1] == ORDER_NOTE_NO_EVALUATION
+
+
+def test_a_task_without_pictures_lists_each_methods_top_designs(report):
+    results, _ = report
+    markdown = (results / SPEC / TASK / "leaderboard.md").read_text()
+    # write_cell's rewards rise with the index: ucb's best over seeds is seed 1's last design, 0.62
+    assert "| ucb | `ucb1-5` 0.620 | `ucb0-4` 0.800 |" not in markdown  # sorted by reward, not by seed
+    assert "| ucb | `ucb0-4` 0.800 | `ucb0-3` 0.640 | `ucb1-5` 0.620 |" in markdown
+    assert "<code>ucb0-4</code> 0.800" in (results / "index.html").read_text()
