@@ -15,13 +15,14 @@ from pathlib import Path
 
 from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
+from benchmarks.lock import FolderLocked, results_lock
 from benchmarks.runner import run_spec
 from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
 from domains.base import CapabilityError
 from domains.tasks import list_tasks, pretrain
 from reports import write_report
 
-USER_ERRORS = (ValueError, OracleError, BudgetExhausted, FileNotFoundError, CapabilityError)
+USER_ERRORS = (ValueError, OracleError, BudgetExhausted, FileNotFoundError, CapabilityError, FolderLocked)
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -53,16 +54,24 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     specs = [load_spec(s, args.set) for s in (args.spec or DEFAULT_SPECS)]  # all validated before any cell runs
     _writable_folder(args.out)
-    for spec in specs:
-        cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun)
-        print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")
-    if not args.no_report:
-        _report(args)
+    with results_lock(args.out):
+        for spec in specs:
+            cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun)
+            print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")
+        if not args.no_report:
+            _write_report(args.out)
 
 
 def _report(args: argparse.Namespace) -> None:
-    written = write_report(args.out)
-    print(f"report: {len(written)} files written; index at {args.out / 'README.md'}")
+    if not args.out.is_dir():
+        raise FileNotFoundError(f"no results folder at {args.out}")
+    with results_lock(args.out):
+        _write_report(args.out)
+
+
+def _write_report(out: Path) -> None:
+    written = write_report(out)
+    print(f"report: {len(written)} files written; index at {out / 'README.md'} and {out / 'index.html'}")
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.cli import main
+from benchmarks.lock import LOCK_NAME
 from domains.base import OracleOutput
 from domains.sequences.ehrlich import Ehrlich
 
@@ -31,8 +32,10 @@ ERROR = "seiko-bench: error: "
 
 
 def snapshot(out: Path) -> dict[str, tuple[int, bytes]]:
-    """Every file under `out`, the manifest included: (mtime, bytes)."""
-    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*")) if p.is_file()}
+    """Every result file under `out`, the manifest included: (mtime, bytes); not the
+    lock, which every run takes (benchmarks/lock.py)."""
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
 
 
 def error_line(err: str) -> str:
