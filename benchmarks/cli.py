@@ -55,6 +55,10 @@ def _run(args: argparse.Namespace) -> None:
     specs = [load_spec(s, args.set) for s in (args.spec or DEFAULT_SPECS)]  # all validated before any cell runs
     _writable_folder(args.out)
     with results_lock(args.out):
+        from benchmarks.estimate import plan
+
+        workers = args.workers or os.cpu_count() or 1
+        print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun)}", flush=True)
         for spec in specs:
             cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun)
             print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")

@@ -228,3 +228,15 @@ def test_code_version_covers_the_tasks_own_domain_and_not_the_others(tmp_path):
     assert code_version([module]) == before
     module.write_text("A = 2\n")
     assert code_version([module])["hash"] != before["hash"]
+
+
+def test_the_run_header_counts_cells_and_forecasts_from_the_reference_run(copy_of_finished, capsys):
+    from benchmarks.estimate import plan
+    from benchmarks.spec import load_spec
+
+    spec = load_spec("protein", ["seeds=[0, 1]", "methods=[greedy]", "rounds=[8,8]", "eval_samples=8", "auc_freq=4",
+                                 "config.greedy.finetune_steps=1", "config.greedy.batch_size=4",
+                                 "config.greedy.reward_model.steps=5"])
+    line = plan([spec], copy_of_finished, workers=2, rerun=False)
+    assert line.startswith("2 cells in 1 spec: 1 finished, 1 to run on 2 workers; expected about ")
+    assert plan([spec], copy_of_finished, workers=2, rerun=True).startswith("2 cells in 1 spec: 0 finished, 2 to run")
