@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -159,12 +160,21 @@ def top_designs(cells: pd.DataFrame, k: int = TOP_DESIGNS) -> list[tuple[str, li
     is the design itself: this is what a lab would synthesise next."""
     out = []
     for method in leaderboard_table(cells)["method"]:
-        logs = [load_log(Path(d) / "queries.csv") for d in cells.loc[cells["method"] == method, "dir"]]
-        log = pd.concat(logs)
-        best = (log[log["charged"] & log["feasible"]].sort_values("reward", ascending=False, kind="stable")
-                .drop_duplicates("key").head(k))
-        out.append((method, list(zip(best["key"], best["reward"].astype(float)))))
+        logs = tuple((str(d), (Path(d) / "queries.csv").stat().st_mtime_ns)
+                     for d in cells.loc[cells["method"] == method, "dir"])
+        out.append((method, list(_best_designs(logs, k))))
     return out
+
+
+@lru_cache(maxsize=256)
+def _best_designs(logs: tuple[tuple[str, int], ...], k: int) -> tuple[tuple[str, float], ...]:
+    """The k best distinct feasible charged designs of these query logs. Cached by
+    (folder, modification time): one report draws a task's Markdown twice and its
+    HTML once, and each would otherwise read every log again."""
+    log = pd.concat([load_log(Path(folder) / "queries.csv") for folder, _ in logs])
+    best = (log[log["charged"] & log["feasible"]].sort_values("reward", ascending=False, kind="stable")
+            .drop_duplicates("key").head(k))
+    return tuple(zip(best["key"], best["reward"].astype(float)))
 
 
 def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) -> str:
