@@ -6,11 +6,32 @@ round's measured designs are the episodes, their oracle reward the return.
 - DDPO-SF (their Eq. 3): REINFORCE, grad = E[ sum_t grad log p_theta(x_{t-1}|x_t) * A ].
 - DDPO-IS (Eq. 4 with PPO's clip): per step, the clipped surrogate
   max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)), ratio = p_theta / p_old.
-Advantages are rewards normalised per condition by a stat tracker (their
-ddpo-pytorch `PerPromptStatTracker`: a buffer of 16, batch statistics below 16)
-and clipped at 5. Online: every sample learned from is a charged (or cached)
-query, so the budget is the number of episodes. The update itself lives in
-`PolicyGradient`, which large-scale RL (`algorithms.large_scale_rl`) shares.
+Advantages are rewards normalised per condition and clipped at 5. Online: every
+sample learned from is a charged (or cached) query, so the budget is the number
+of episodes. The update itself lives in `PolicyGradient`, which large-scale RL
+(`algorithms.large_scale_rl`) shares.
+
+Where our defaults leave ddpo-pytorch's (whose base config is kept as the
+variant "ddpo-is-published"), and why:
+- clip 0.2, not 1e-4. ddpo-pytorch's step log-prob is the Gaussian log-density
+  *averaged* over the latent's pixels, so its ratio moves by the mean change per
+  pixel and 1e-4 is a clip per pixel. The masked sequence model's per-step
+  log-prob is the step's log-probability, a *sum* over positions: after one
+  Adam step 86% of the per-step ratios already lay outside 1 +- 1e-4 (issue 12),
+  so the surrogate's gradient was nearly all clipped away. On the ratio of whole
+  step probabilities, PPO's own clip (Schulman et al. 2017: 0.2) is the one that
+  fits. The DDIM models (`domains.diffusion.ddim`: digits, Stable Diffusion)
+  keep DDPO's per-element average, for which 0.2 barely clips: there the
+  published 1e-4 ("ddpo-is-published", or `clip_range: 1e-4`) is the matching one.
+- advantages normalised over this round's episodes of each condition (for an
+  unconditional model, the whole round), not over the last 16 rewards: their
+  tracker was built for many prompts with a few images each; one unconditional
+  round of 128-1024 episodes normalised by its last 16 rewards had a mean
+  advantage of +1.89 and 12-15% of its advantages clipped at 5.
+- 4 inner epochs for DDPO-IS (PPO's reuse of each round, which the clip exists
+  to make safe): with one epoch, batches of 32 over a 1,920-query budget give a
+  policy-gradient method only ~60 Adam steps. DDPO-SF keeps one: REINFORCE's
+  gradient is unbiased only on the policy that sampled the episodes.
 """
 
 from __future__ import annotations
@@ -22,23 +43,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant, sample_in_chunks
+from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant, cat_trajectories, sample_in_chunks
 from domains.base import DiffusionModel, Trajectory, index_states
 
 
 @dataclass
 class PolicyGradientConfig:
     """The policy-gradient update shared by DDPO and large-scale RL (defaults:
-    ddpo-pytorch's base config, scaled to a CPU)."""
+    ddpo-pytorch's base config scaled to a CPU, with PPO's clip and reuse for a
+    summed per-step log-prob; see the module's docstring)."""
 
     importance_sampling: bool = True
     """DDPO-IS (PPO clip) if true, DDPO-SF (REINFORCE) if false."""
-    clip_range: float = 1e-4
-    """PPO clip epsilon (theirs for Stable Diffusion: 1e-4)."""
+    clip_range: float = 0.2
+    """PPO clip epsilon on the per-step ratio: PPO's 0.2 fits a log-prob summed over
+    positions (the sequence model); ddpo-pytorch's 1e-4 fits one averaged over
+    pixels (the DDIM models), see the module's docstring."""
     adv_clip_max: float = 5.0
     """Advantages are clipped to [-5, 5]."""
-    inner_epochs: int = 1
-    """Passes over each round's episodes."""
+    inner_epochs: int = 4
+    """Passes over each round's episodes: PPO-style reuse, which the clip makes safe
+    (REINFORCE, importance_sampling false, is on-policy: its variant sets 1)."""
     batch_size: int = 32
     """Episodes per gradient step."""
     timestep_fraction: float = 1.0
@@ -60,27 +85,33 @@ class PolicyGradientConfig:
 class DDPOConfig(PolicyGradientConfig):
     """DDPO's settings: the shared update plus the per-condition stat tracker."""
 
-    buffer_size: int = 16
-    """Stat tracker: rewards remembered per condition."""
+    buffer_size: int | None = None
+    """Stat tracker: rewards remembered per condition; None: this round's rewards of
+    the condition and no others (ddpo-pytorch: 16, kept across rounds)."""
     min_count: int = 16
-    """Stat tracker: below this many, normalise with the whole batch's statistics."""
+    """Stat tracker: below this many, normalise with the whole round's statistics."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.buffer_size < 1 or self.min_count < 1:
+        if (self.buffer_size is not None and self.buffer_size < 1) or self.min_count < 1:
             raise ValueError(f"buffer_size and min_count must be >= 1, got {self.buffer_size}, {self.min_count}")
 
 
 class StatTracker:
     """Per-condition reward normalisation (ddpo-pytorch's PerPromptStatTracker):
     (r - mean) / (std + 1e-6) over the last `buffer_size` rewards of the same
-    condition, or over the whole batch while a condition has fewer than `min_count`."""
+    condition, or over the whole batch while a condition has fewer than `min_count`.
+    With `buffer_size` None the buffer is each batch's own rewards of the condition:
+    a round is normalised by itself, however many episodes it has."""
 
-    def __init__(self, buffer_size: int, min_count: int):
+    def __init__(self, buffer_size: int | None, min_count: int):
         self.buffers: dict[Any, deque] = defaultdict(lambda: deque(maxlen=buffer_size))
         self.min_count = min_count
+        self.remembers = buffer_size is not None
 
     def update(self, conditions: list[Any], rewards: np.ndarray) -> np.ndarray:
+        if not self.remembers:
+            self.buffers.clear()
         out = np.empty_like(rewards, dtype=np.float64)
         for condition in dict.fromkeys(conditions):
             rows = np.array([c == condition for c in conditions])
@@ -116,6 +147,7 @@ class PolicyGradient(SamplingMethod):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
         self.trajectory: Trajectory | None = None
+        self.trajectory_round: int | None = None
 
     def advantages(self, reward: np.ndarray) -> np.ndarray:
         """Normalised advantages of this round's episodes, before clipping."""
@@ -126,12 +158,22 @@ class PolicyGradient(SamplingMethod):
         return None
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
+        """Fresh episodes, kept for the update. The loop may ask again in the same
+        round (a top-up, when repeats left the round short of its queries): those
+        episodes are appended, so the kept trajectory's rows stay those of
+        `Feedback.round_scores(round)`, in the order proposed."""
         sample = sample_in_chunks(lambda k: model.sample(k, generator=self.generator, keep_trajectory=True), n)
-        self.trajectory = sample.trajectory
+        if self.trajectory_round == round:
+            self.trajectory = cat_trajectories([self.trajectory, sample.trajectory])
+        else:
+            self.trajectory, self.trajectory_round = sample.trajectory, round
         return Proposal(sample.designs, sample.trajectory)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         latest, reward = data.round_scores(round, self.ctx.floor)  # this round's episodes
+        if self.trajectory_round != round or len(self.trajectory.log_probs) != len(latest):
+            raise RuntimeError(f"{self.name}: round {round} has {len(latest)} episodes in the feedback but the kept "
+                               "trajectories are not theirs: every design measured must come from this round's propose")
         advantage = torch.as_tensor(
             np.clip(self.advantages(reward), -self.cfg.adv_clip_max, self.cfg.adv_clip_max), dtype=torch.float32)
         params = model.trainable_parameters()
@@ -180,9 +222,15 @@ class DDPO(PolicyGradient):
         return self.tracker.update(conditions, reward)
 
 
+PUBLISHED = {"importance_sampling": True, "clip_range": 1e-4, "inner_epochs": 1, "buffer_size": 16, "min_count": 16}
+"""ddpo-pytorch's base config (clip, inner epochs, per-prompt stat tracking)."""
+
 VARIANTS = {
-    "ddpo-is": Variant(DDPO, DDPOConfig, "DDPO with importance sampling (PPO clip) on per-step log-probs",
-                       {"importance_sampling": True}),
-    "ddpo-sf": Variant(DDPO, DDPOConfig, "DDPO with the score function (REINFORCE) on per-step log-probs",
-                       {"importance_sampling": False}),
+    "ddpo-is": Variant(DDPO, DDPOConfig, "DDPO with importance sampling (PPO clip 0.2, 4 inner epochs) on "
+                       "per-step log-probs, advantages normalised over the round", {"importance_sampling": True}),
+    "ddpo-sf": Variant(DDPO, DDPOConfig, "DDPO with the score function (REINFORCE, on-policy) on per-step "
+                       "log-probs, advantages normalised over the round",
+                       {"importance_sampling": False, "inner_epochs": 1}),
+    "ddpo-is-published": Variant(DDPO, DDPOConfig, "DDPO-IS with ddpo-pytorch's settings: clip 1e-4, one inner "
+                                 "epoch, stat tracker of the last 16 rewards per condition", PUBLISHED),
 }

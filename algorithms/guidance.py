@@ -54,7 +54,8 @@ class Guidance(SamplingMethod):
     def __init__(self, config: GuidanceConfig, context: Context, name: str = "guidance"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
-        self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model)
+        self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model,
+                                           getattr(context.featuriser, "token_shape", None))
         self.guide: Callable[[torch.Tensor], torch.Tensor] | None = None  # None until feedback exists
 
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
@@ -64,14 +65,21 @@ class Guidance(SamplingMethod):
             lambda k: model.sample_guided(k, generator=generator, guide=self.guide, scale=self.cfg.scale), n)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
-        mse = self.reward_model.fit(self.ctx.featuriser(data.designs), data.targets(self.ctx.floor), self.generator)
+        fit = self.reward_model.fit(self.ctx.featuriser(data.designs), data.reward, data.feasible, self.ctx.floor,
+                                    self.generator)
         reward = objective(self.reward_model, self.cfg.optimism, self.cfg.bonus, self.generator)
         featurise = self.ctx.featuriser.relaxed
         self.guide = lambda x: reward(featurise(x))
-        return {"reward_model_mse": mse}
+        return fit
+
+    def check(self, model: DiffusionModel, schedule: list[int]) -> None:
+        self.cfg.check_schedule(self.name, schedule)
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         return self.reward_model.predict(self.ctx.featuriser(designs))
+
+    def predict_value(self, designs: list[Any]) -> np.ndarray | None:
+        return self.reward_model.predict_value(self.ctx.featuriser(designs))
 
 
 VARIANTS = {

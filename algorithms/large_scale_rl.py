@@ -2,7 +2,9 @@
 
 Zhang, Tzeng, Du and Kislyuk, "Large-scale Reinforcement Learning for Diffusion
 Models" (arXiv 2401.12244). The policy gradient of DDPO (`algorithms.ddpo`,
-the same clipped importance-sampled update) with the changes that let it scale:
+the same clipped importance-sampled update, with its defaults for a per-step
+log-prob summed over positions: PPO's clip 0.2 and 4 inner epochs) with the
+changes that let it scale:
 - rewards are normalised over the whole batch, gathered across processes,
   instead of per prompt: with millions of prompts a per-prompt tracker rarely
   sees a prompt twice;

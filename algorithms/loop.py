@@ -7,6 +7,13 @@
         method.update(model, data)               # train reward model and/or fine-tune
         evaluate(model)                          # held-out samples, not charged
 
+A repeated design is answered from the oracle's cache for free, so a proposal
+with repeats (a collapsed model, a search re-proposing what it measured) buys
+fewer than n_r measurements. The loop then asks the method for the remainder
+again, in the same round, at most `TOP_UPS` times: every method gets the chance
+to spend its whole budget, and one that can only repeat itself ends the round
+short, which its record's `queries_used` shows.
+
 Evaluation draws held-out designs from the current model with the same
 generator seed every round (common random numbers across rounds and methods)
 and scores them with the evaluation oracle: by default the task's own, which is
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import torch
 
 from algorithms.budgeted_oracle import BudgetedOracle, ask_oracle
@@ -42,6 +50,7 @@ class RoundRecord:
     feasible_fraction: float
     learned_reward: float  # the method's own reward model on the same samples (NaN if none)
     learned_corr: float  # Pearson correlation of the learned and the oracle's reward there (NaN if none)
+    value_spearman: float  # rank correlation of the learned value and the oracle's reward on the feasible ones
     eval_oracle_calls: int  # calls of the evaluation oracle this round (uncharged; 0 when evaluation is off)
     wall_s: float
     peak_rss_mb: float
@@ -53,20 +62,51 @@ class RoundRecord:
         return {**out, **self.diagnostics}
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (ties at their mean rank); NaN when either side is constant."""
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    return float(np.corrcoef(ra, rb)[0, 1]) if ra.std() > 0 and rb.std() > 0 else float("nan")
+
+
 def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int,
-             seed: int) -> tuple[tuple[float, float, float, float], list[Any]]:
-    """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation)
-    of n held-out samples, and the samples: the gap between the two rewards is
-    over-optimisation."""
+             seed: int) -> tuple[tuple[float, float, float, float, float], list[Any]]:
+    """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation,
+    learned value's rank correlation with the oracle on the feasible samples) of n
+    held-out samples, and the samples: the gap between the two rewards is
+    over-optimisation, the rank correlation says whether the reward model orders
+    feasible designs as the oracle does (SEIKO's premise)."""
     designs = method.draw(model, n, torch.Generator().manual_seed(seed)).designs
     reward, feasible, _ = ask_oracle(oracle, designs)
     score = np.where(feasible, reward, floor)
     learned = method.predict(designs)
     if learned is None:
-        return (float(score.mean()), float(feasible.mean()), float("nan"), float("nan")), designs
+        return (float(score.mean()), float(feasible.mean()), float("nan"), float("nan"), float("nan")), designs
     spread = score.std() > 0 and np.std(learned) > 0
     corr = float(np.corrcoef(learned, score)[0, 1]) if spread else float("nan")
-    return (float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr), designs
+    predict_value = getattr(method, "predict_value", None)
+    rank_corr = float("nan")
+    if predict_value is not None and feasible.sum() > 1:
+        kept = [d for d, ok in zip(designs, feasible) if ok]
+        rank_corr = spearman(predict_value(kept), reward[feasible])
+    return (float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr, rank_corr), designs
+
+
+TOP_UPS = 4
+"""Proposals of a round's remainder after its first, before the round ends short."""
+
+
+def measure_round(method: Method, model: DiffusionModel, oracle: BudgetedOracle, data: Feedback, n: int,
+                  round: int, top_ups: int) -> None:
+    """Measure `method`'s proposals into `data` until `round` has charged n queries
+    or `top_ups` proposals of the remainder followed the first."""
+    charged = 0
+    for _ in range(1 + top_ups):
+        proposal = method.propose(model, n - charged, round)
+        answer = oracle(proposal.designs, round=round)
+        data.add(answer.designs, answer.reward, answer.feasible, round)
+        charged += answer.charged
+        if charged >= n:
+            break
 
 
 def run(
@@ -80,13 +120,19 @@ def run(
     eval_seed: int = 0,
     eval_oracle: Oracle | Literal["oracle"] | None = "oracle",
     on_round: Callable[[RoundRecord], None] = lambda record: None,
+    top_ups: int = TOP_UPS,
 ) -> list[RoundRecord]:
     """Run `method` for its schedule of `rounds`; returns one record per round (and round 0).
 
     After every round, `eval_samples` held-out designs are scored by `eval_oracle`
     ("oracle": the budgeted oracle's own, uncharged; None or 0 samples: no evaluation,
-    and the record's value is NaN)."""
+    and the record's value is NaN). A round whose proposals charged fewer than its
+    queries (repeats are free) is topped up by at most `top_ups` more proposals."""
     check_capabilities(method, model)
+    schedule = method.schedule(rounds)
+    check = getattr(method, "check", None)  # settings the model or schedule cannot meet, before any query
+    if check is not None:
+        check(model, schedule)
     evaluator = oracle.oracle if eval_oracle == "oracle" else eval_oracle
     if eval_samples == 0:
         evaluator = None
@@ -95,7 +141,7 @@ def run(
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
         if evaluator is None:
-            scores, samples, calls = (float("nan"),) * 4, [], 0
+            scores, samples, calls = (float("nan"),) * 5, [], 0
         else:
             scores, samples = evaluate(model, method, evaluator, floor, eval_samples, eval_seed)
             calls = eval_samples * calls_per_design
@@ -105,11 +151,9 @@ def run(
         on_round(records[-1])
 
     record(0, time.perf_counter(), {})
-    for r, n in enumerate(method.schedule(rounds), start=1):
+    for r, n in enumerate(schedule, start=1):
         start = time.perf_counter()
-        proposal = method.propose(model, n, r)
-        answer = oracle(proposal.designs, round=r)
-        data.add(answer.designs, answer.reward, answer.feasible, r)
+        measure_round(method, model, oracle, data, n, r, top_ups)
         diagnostics = method.update(model, data, r)
         record(r, start, diagnostics)
     return records

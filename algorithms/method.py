@@ -131,15 +131,17 @@ def sample_in_chunks(draw: Callable[[int], SampleOutput], n: int, chunk: int = 2
     so that an 8,192-query round fits in memory; kept trajectories are joined
     along the batch."""
     outs = [draw(min(chunk, n - i)) for i in range(0, n, chunk)]
-    trajectory = None
-    if outs[0].trajectory is not None:
-        parts = [o.trajectory for o in outs]
-        trajectory = Trajectory(
-            [cat_states(states) for states in zip(*(t.states for t in parts))],
-            torch.cat([t.log_probs for t in parts]),
-            None if parts[0].condition is None else torch.cat([t.condition for t in parts]),
-        )
+    trajectory = None if outs[0].trajectory is None else cat_trajectories([o.trajectory for o in outs])
     return SampleOutput(cat_states([o.x for o in outs]), [d for o in outs for d in o.designs], trajectory)
+
+
+def cat_trajectories(parts: list[Trajectory]) -> Trajectory:
+    """Trajectories of the same sampler joined along the batch, rows in the order given."""
+    return Trajectory(
+        [cat_states(states) for states in zip(*(t.states for t in parts))],
+        torch.cat([t.log_probs for t in parts]),
+        None if parts[0].condition is None else torch.cat([t.condition for t in parts]),
+    )
 
 
 class SamplingMethod:
@@ -158,5 +160,12 @@ class SamplingMethod:
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         return Proposal(self.draw(model, n, self.generator).designs)
 
+    def check(self, model: DiffusionModel, schedule: list[int]) -> None:
+        """Refuse, before any query, settings that `model` or this method's `schedule` cannot meet."""
+
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         return None  # no learned reward, unless a method fits one
+
+    def predict_value(self, designs: list[Any]) -> np.ndarray | None:
+        """The learned value of designs taken as feasible (None without a reward model)."""
+        return None

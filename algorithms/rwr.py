@@ -7,6 +7,14 @@ and the model is trained on its own pretraining objective over those samples
 weighted by exp(beta * advantage) (advantage = reward standardised over the
 round), or, in the sparse variant, on the top `sparse_fraction` alone with
 weight 1. No reward model, no KL: the weighting itself keeps updates small.
+
+The weights are normalised over the whole round (mean 1), and each minibatch's
+loss is sum_i w_i * l_i / batch_len with those round weights, so that over an
+epoch every design is weighted by its round weight. The models'
+`denoising_loss` returns the weighted *mean* (divided by the minibatch's own
+weight sum), which would renormalise each minibatch and undo the round's
+weighting: a minibatch of poor designs would count as much as one holding the
+best; `RWR.update` multiplies that mean back by the minibatch's weight sum.
 """
 
 from __future__ import annotations
@@ -54,6 +62,12 @@ def rwr_weights(reward: np.ndarray, beta: float, sparse_fraction: float | None) 
     return weights / weights.mean()
 
 
+def effective_sample_size(weights: np.ndarray) -> float:
+    """(sum w)^2 / sum w^2: how many equally weighted samples the round's weights
+    amount to (the round's size for beta = 0, 1 when one sample takes all)."""
+    return float(weights.sum() ** 2 / (weights**2).sum())
+
+
 class RWR(SamplingMethod):
     requires = ("sample", "encode", "conditions", "denoising_loss", "trainable_parameters")
 
@@ -73,16 +87,20 @@ class RWR(SamplingMethod):
             order = torch.randperm(len(latest), generator=self.generator)
             for start in range(0, len(latest), self.cfg.batch_size):
                 rows = order[start : start + self.cfg.batch_size]
-                if weights[rows].sum() == 0:  # sparse RWR: nothing to learn in this batch
+                batch_weight = weights[rows].sum()
+                if batch_weight == 0:  # sparse RWR: nothing to learn in this batch
                     continue
-                loss = model.denoising_loss(index_states(x0, rows), generator=self.generator, weights=weights[rows],
-                                            condition=None if condition is None else condition[rows])
+                weighted_mean = model.denoising_loss(index_states(x0, rows), generator=self.generator,
+                                                     weights=weights[rows],
+                                                     condition=None if condition is None else condition[rows])
+                loss = weighted_mean * batch_weight / len(rows)  # sum_i w_i * l_i / batch_len, round weights
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 losses.append(float(loss.detach()))
-        return {"weighted_loss": float(np.mean(losses)) if losses else float("nan"), "max_weight": float(weights.max())}
+        return {"weighted_loss": float(np.mean(losses)) if losses else float("nan"), "max_weight": float(weights.max()),
+                "weights_ess": effective_sample_size(weights.numpy())}
 
 
 VARIANTS = {

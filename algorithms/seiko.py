@@ -43,8 +43,11 @@ class SeikoConfig(LearnedRewardConfig):
     """Gradient steps of fine-tuning per round (tuned on seed 100: 50 steps at lr 1e-3)."""
     batch_size: int = 32
     """Samples per fine-tuning step."""
-    last_k: int = 4
-    """Reverse steps that carry the reward gradient (truncated back-propagation)."""
+    last_k: int | None = None
+    """Reverse steps that carry the reward gradient, counted from the last; None: all
+    of them. A masked model reveals each position once, at a random step, so
+    truncating to the last 4 of 16 steps left 75% of the positions without a
+    reward gradient: Greedy ended at 0.05 with 4, 0.17-0.35 with all 16."""
     lr: float = 1e-3
     """Adam learning rate of fine-tuning (seed 100, Greedy: 1e-3 beat 3e-3 after 3 rounds)."""
 
@@ -53,7 +56,7 @@ class SeikoConfig(LearnedRewardConfig):
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
         for name in ("finetune_steps", "batch_size", "last_k"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
@@ -65,8 +68,20 @@ class Seiko(SamplingMethod):
     def __init__(self, config: SeikoConfig, context: Context, name: str = "seiko"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
-        self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model)
+        self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model,
+                                           getattr(context.featuriser, "token_shape", None))
         self.anchor: DiffusionModel | None = None
+
+    def check(self, model: DiffusionModel, schedule: list[int]) -> None:
+        """Settings the model or the schedule cannot meet, refused before any query."""
+        if self.cfg.last_k is not None and self.cfg.last_k > model.num_steps:
+            raise ValueError(f"{self.name}: last_k={self.cfg.last_k} exceeds the model's {model.num_steps} reverse "
+                             "steps; use at most that many, or leave last_k unset for all of them")
+        self.cfg.check_schedule(self.name, schedule)
+
+    def reach(self, model: DiffusionModel) -> int:
+        """Reverse steps that carry the reward gradient on `model`."""
+        return self.cfg.last_k or model.num_steps
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         # p^{r-1}, the model the new designs come from, is this round's KL anchor.
@@ -75,11 +90,12 @@ class Seiko(SamplingMethod):
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         x = self.ctx.featuriser(data.designs)
-        mse = self.reward_model.fit(x, data.targets(self.ctx.floor), self.generator)
+        fit = self.reward_model.fit(x, data.reward, data.feasible, self.ctx.floor, self.generator)
         reward = objective(self.reward_model, self.cfg.optimism, self.cfg.bonus, self.generator)
         with torch.no_grad():  # how much optimism adds where this round's queries are: a diagnostic
             latest = x[torch.as_tensor(data.round == round)]
-            gap = float((reward(latest) - self.reward_model.members(latest).mean(0)).mean())
+            plain = self.reward_model.expected(self.reward_model.members(latest).mean(0), latest)
+            gap = float((reward(latest) - plain).mean())
         featurise = self.ctx.featuriser.relaxed
         stats = finetune_direct(
             model,
@@ -87,15 +103,18 @@ class Seiko(SamplingMethod):
             self.anchor,
             steps=self.cfg.finetune_steps,
             batch_size=self.cfg.batch_size,
-            last_k=self.cfg.last_k,
+            last_k=self.reach(model),
             kl_weight=self.cfg.kl_weight,
             lr=self.cfg.lr,
             generator=self.generator,
         )
-        return {"reward_model_mse": mse, "optimism_gap": gap, **stats}
+        return {**fit, "optimism_gap": gap, **stats}
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         return self.reward_model.predict(self.ctx.featuriser(designs))
+
+    def predict_value(self, designs: list[Any]) -> np.ndarray | None:
+        return self.reward_model.predict_value(self.ctx.featuriser(designs))
 
 
 ONE_MODEL = {"ensemble_size": 1, "bootstrap": False}

@@ -35,6 +35,9 @@ DEFINITIONS: dict[str, str] = {
     "final_feasible": "Feasible fraction of those held-out samples.",
     "final_learned_reward": "The method's own reward model on the same samples; far above the final value means "
                             "over-optimisation of the learned reward.",
+    "final_value_spearman": "Spearman correlation of the method's learned value with the oracle's reward over the "
+                            "feasible held-out samples of the final model: whether its reward model orders feasible "
+                            "designs as the oracle does.",
     "auc_top10": "PMO's AUC: the top-10 mean of the charged queries every `auc_freq` queries, trapezoid rule, padded "
                  "to the budget, divided by the budget. Mean ± 95% CI.",
     "best": "Best score among the charged queries (an infeasible query scores the floor).",

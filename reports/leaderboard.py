@@ -68,6 +68,7 @@ COLUMNS: list[tuple[str, str, Callable[[pd.Series], str]]] = [
     ("final value (mean ± 95% CI)", "final_value", _mean_ci),
     ("final feasible fraction", "final_feasible", _mean("{:.3f}")),
     ("learned reward of the same samples", "final_learned_reward", _mean("{:.3f}")),
+    ("reward model's rank correlation (feasible samples)", "final_value_spearman", _mean("{:.2f}")),
     ("AUC top-10 (mean ± 95% CI)", "auc_top10", _mean_ci),
     ("best (mean)", "best", _mean("{:.3f}")),
     ("feasible rate of queries", "feasible_rate", _mean("{:.3f}")),

@@ -23,6 +23,8 @@ class OneHotBigramFeaturiser:
         self.alphabet, self.length = alphabet, length
         v = len(alphabet)
         self.dim = length * v + v * v
+        self.token_shape = (length, v)
+        """The first L*v features are the (L, v) one-hot: what a motif CNN reads."""
 
     def __call__(self, designs: Sequence[str]) -> torch.Tensor:
         tokens = alpha.encode(designs, self.alphabet, self.length)

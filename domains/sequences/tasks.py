@@ -77,7 +77,8 @@ def pretrain(name: str, *, steps: int = 2500, batch_size: int = 256, lr: float =
     if name.endswith(MULTI_SUFFIX):
         raise ValueError(f"task {name!r} uses the checkpoint of {name.removesuffix(MULTI_SUFFIX)!r}; pretrain that")
     oracle = Ehrlich(TASKS[name])
-    model = new_model(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, **MODEL), seed)
+    model = new_model(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, num_steps=oracle.config.dim,
+                                 **MODEL), seed)
     model, final_nelbo = pretrain_mdlm(model, oracle.sample_markov, steps=steps, batch_size=batch_size, lr=lr,
                                        seed=seed, desc=f"pretrain {name}")
     designs = sample_designs(model, report_samples, torch.Generator().manual_seed(seed + 2))

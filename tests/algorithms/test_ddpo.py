@@ -1,4 +1,5 @@
-"""DDPO's pieces: the stat tracker, the first importance ratio, the SF gradient."""
+"""DDPO's pieces: the stat tracker, the first importance ratio, the SF gradient,
+the defaults for a summed per-step log-prob and the published variant."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.ddpo import DDPO, DDPOConfig, StatTracker, policy_loss
+from algorithms.ddpo import DDPO, DDPOConfig, PolicyGradientConfig, StatTracker, policy_loss
+from algorithms.large_scale_rl import LargeScaleRLConfig
 from algorithms.method import Context, Feedback
+from algorithms.registry import resolve_config
 from domains.sequences.featuriser import OneHotBigramFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
@@ -71,3 +74,42 @@ def test_clipped_surrogate_stops_the_gradient_past_the_clip():
     loss = policy_loss(new, torch.tensor([0.0]), torch.tensor([1.0]), True, 1e-4)
     (grad,) = torch.autograd.grad(loss, new)
     assert grad.item() == 0.0
+
+
+def test_unconditional_round_is_normalised_over_the_whole_round():
+    """A round larger than ddpo-pytorch's buffer of 16, with rewards rising
+    through it: the last 16 alone would put nearly every advantage below 0."""
+    method = DDPO(resolve_config("ddpo-is"), Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
+    method.propose(model(), 64, round=1)
+    for reward in (np.arange(64.0), 100.0 + 3.0 * np.arange(64.0) ** 0.5):  # two rounds: nothing carried over
+        advantage = method.advantages(reward)
+        assert advantage.mean() == pytest.approx(0.0, abs=1e-6)
+        assert advantage.std() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_stat_tracker_without_a_buffer_size_normalises_each_condition_by_this_round():
+    tracker = StatTracker(buffer_size=None, min_count=2)
+    tracker.update(["a", "a"], np.array([100.0, 300.0]))
+    out = tracker.update(["a", "a", "b", "b"], np.array([0.0, 2.0, 10.0, 30.0]))
+    assert np.allclose(out, [-1, 1, -1, 1], atol=1e-5)
+
+
+def test_published_variant_resolves_to_ddpo_pytorchs_base_config():
+    cfg = resolve_config("ddpo-is-published")
+    assert cfg.importance_sampling
+    assert (cfg.clip_range, cfg.inner_epochs, cfg.buffer_size, cfg.min_count, cfg.adv_clip_max) == (1e-4, 1, 16, 16, 5.0)
+
+
+def test_defaults_fit_a_summed_per_step_log_prob():
+    for cfg in (PolicyGradientConfig(), LargeScaleRLConfig(), resolve_config("ddpo-is"), resolve_config("ddpo-sf"),
+                resolve_config("large-scale-rl")):
+        assert cfg.clip_range == 0.2
+    assert resolve_config("ddpo-is").inner_epochs == 4  # PPO's reuse of each round
+    assert resolve_config("large-scale-rl").inner_epochs == 4
+    assert resolve_config("ddpo-sf").inner_epochs == 1  # REINFORCE is on-policy
+    assert resolve_config("ddpo-is").buffer_size is None
+
+
+def test_buffer_size_is_settable_from_yaml():
+    assert resolve_config("ddpo-is", {"buffer_size": 16}).buffer_size == 16
+    assert resolve_config("ddpo-is-published", {"buffer_size": None}).buffer_size is None

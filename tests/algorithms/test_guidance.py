@@ -57,6 +57,6 @@ def test_guidance_never_changes_the_weights():
     data = Feedback()
     data.add(designs, np.array([d.count("A") for d in designs], dtype=float), np.ones(64, bool), 1)
     stats = method.update(model, data, 1)
-    assert set(stats) == {"reward_model_mse"}
+    assert set(stats) == {"reward_model_mse", "feasibility_accuracy"}
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert method.predict(designs[:3]).shape == (3,)

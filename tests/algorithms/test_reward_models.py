@@ -1,12 +1,22 @@
 """Learned reward models and their optimism: UCB on a Gram matrix that grows with
-data, Thompson draws that are real posterior draws, bootstrap optimism as stated."""
+data, Thompson draws that are real posterior draws, bootstrap optimism as stated;
+feasibility modelled apart from value; a motif CNN that sees a motif anywhere."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from algorithms.reward_models import OptimismConfig, RewardEnsemble, RewardModelConfig, UCBBonus, objective
+from algorithms.reward_models import (
+    FeasibilityClassifier,
+    OptimismConfig,
+    RewardEnsemble,
+    RewardModelConfig,
+    UCBBonus,
+    objective,
+)
+from domains.sequences.featuriser import OneHotBigramFeaturiser
 
 D = 6
 W = torch.tensor([1.5, -2.0, 0.5, 1.0, 0.0, -1.0])
@@ -18,27 +28,32 @@ def linear(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def data() -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.randn(128, D, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(128, D, generator=torch.Generator().manual_seed(0))
     return x, linear(x)
+
+
+def fit(model: RewardEnsemble, x: torch.Tensor, y: torch.Tensor, seed: int = 1) -> dict[str, float]:
+    """Fit on designs that are all feasible: the value alone is under test."""
+    return model.fit(x, y.numpy(), np.ones(len(x), bool), 0.0, torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module")
 def ensemble(data) -> RewardEnsemble:
     x, y = data
     model = RewardEnsemble(D, RewardModelConfig(hidden=16, ensemble_size=8, steps=200, batch_size=64, lr=1e-2))
-    model.fit(x, y, torch.Generator().manual_seed(1))
+    fit(model, x, y)
     return model
 
 
 @pytest.fixture(scope="module")
 def test_points() -> torch.Tensor:
-    return torch.randn(32, D, generator=torch.Generator().manual_seed(2))
+    return torch.rand(32, D, generator=torch.Generator().manual_seed(2))
 
 
 def test_ensemble_fits_a_linear_function(data, test_points):
     x, y = data
     model = RewardEnsemble(D, RewardModelConfig(hidden=16, ensemble_size=4, steps=200, batch_size=64, lr=1e-2))
-    train_mse = model.fit(x, y, torch.Generator().manual_seed(1))
+    train_mse = fit(model, x, y)["reward_model_mse"]
     assert train_mse < 0.05 * float(y.var())
     with torch.no_grad():
         test_mse = float(((model.members(test_points).mean(0) - linear(test_points)) ** 2).mean())
@@ -49,7 +64,7 @@ def test_predictions_are_in_reward_units(data):
     # Targets far from zero mean and unit scale come back on their own scale.
     x, y = data
     model = RewardEnsemble(D, RewardModelConfig(hidden=16, ensemble_size=2, steps=200, batch_size=64, lr=1e-2))
-    model.fit(x, 100.0 + 10.0 * y, torch.Generator().manual_seed(1))
+    fit(model, x, 100.0 + 10.0 * y)
     with torch.no_grad():
         pred = model.members(x).mean(0)
     assert abs(float(pred.mean()) - float((100.0 + 10.0 * y).mean())) < 2.0
@@ -105,7 +120,7 @@ def test_ucb_objective_is_mean_plus_bonus_on_the_training_designs(ensemble, data
     ucb = objective(ensemble, "ucb", cfg, torch.Generator().manual_seed(0))
     bonus = UCBBonus(ensemble, x_train, c=0.5, lam=1e-2, clip=10.0)
     with torch.no_grad():
-        expected = ensemble.members(test_points).mean(0) + bonus(test_points)
+        expected = ensemble.expected(ensemble.members(test_points).mean(0) + bonus(test_points), test_points)
         assert torch.allclose(ucb(test_points), expected, atol=1e-5)
 
 
@@ -118,13 +133,13 @@ def test_thompson_draw_is_one_ensemble_member(ensemble, test_points):
         members = ensemble.members(test_points)
         for draw in _thompson_draws(ensemble, 5):
             value = draw(test_points)
-            assert any(torch.equal(value, member) for member in members)
+            assert any(torch.equal(value, ensemble.expected(member, test_points)) for member in members)
 
 
 def test_two_thompson_draws_differ_measurably(ensemble, test_points):
     # SEIKO-TS's released version adds ~1e-8 SGLD noise: Greedy in disguise.
     with torch.no_grad():
-        members = ensemble.members(test_points)
+        members = ensemble.expected(ensemble.members(test_points), test_points)
         spread = float(members.std(0).mean())
         values = [draw(test_points) for draw in _thompson_draws(ensemble, 20)]
         distinct = {tuple(v.tolist()) for v in values}
@@ -140,7 +155,7 @@ def test_thompson_draws_spread_like_the_ensemble(ensemble, test_points):
     points = test_points[:6]
     with torch.no_grad():
         draws = torch.stack([draw(points) for draw in _thompson_draws(ensemble, 400)])
-        members = ensemble.members(points)
+        members = ensemble.expected(ensemble.members(points), points)
     # Each draw is a uniformly chosen member: over many draws the spread at a
     # point is the ensemble's (population) standard deviation there.
     assert torch.allclose(draws.std(0), members.std(0, unbiased=False), rtol=0.15)
@@ -152,20 +167,20 @@ def test_bootstrap_optimism_is_mean_plus_k_std(ensemble, test_points):
     with torch.no_grad():
         members = ensemble.members(test_points)
         value = objective(ensemble, "bootstrap", cfg, torch.Generator())(test_points)
-    assert torch.allclose(value, members.mean(0) + 2.0 * members.std(0), atol=1e-5)
-    assert (value > members.mean(0)).all()
+    assert torch.allclose(value, ensemble.expected(members.mean(0) + 2.0 * members.std(0), test_points), atol=1e-5)
+    assert (value > ensemble.expected(members.mean(0), test_points)).all()
 
 
 def test_bootstrap_max_rule_is_the_max_over_members(ensemble, test_points):
     with torch.no_grad():
         value = objective(ensemble, "bootstrap", OptimismConfig(bootstrap_rule="max"), torch.Generator())(test_points)
-        assert torch.equal(value, ensemble.members(test_points).max(0).values)
+        assert torch.equal(value, ensemble.expected(ensemble.members(test_points).max(0).values, test_points))
 
 
 def test_no_optimism_is_the_ensemble_mean(ensemble, test_points):
     with torch.no_grad():
         value = objective(ensemble, "none", OptimismConfig(), torch.Generator())(test_points)
-        assert torch.allclose(value, ensemble.members(test_points).mean(0))
+        assert torch.allclose(value, ensemble.expected(ensemble.members(test_points).mean(0), test_points))
 
 
 def test_unknown_optimism_is_rejected(ensemble):
@@ -190,7 +205,90 @@ def test_objective_is_differentiable_in_x(ensemble, test_points, optimism, cfg):
     assert not any(p.requires_grad for p in ensemble.net.parameters())
 
 
-@pytest.mark.parametrize("field", ["hidden", "ensemble_size", "steps", "batch_size"])
+@pytest.mark.parametrize("field", ["hidden", "channels", "kernel", "ensemble_size", "steps", "batch_size",
+                                   "min_feasible"])
 def test_reward_model_config_rejects_non_positive_sizes(field):
     with pytest.raises(ValueError, match=field):
         RewardModelConfig(**{field: 0})
+
+
+# ----- feasibility apart from value -----------------------------------------------
+def banned_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Count features of which 0 and 1 are banned: a design is feasible iff it has neither."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.poisson(torch.full((n, 12), 0.4), generator=g)
+    return x, (x[:, :2].sum(1) == 0)
+
+
+def test_feasibility_model_blames_the_banned_features():
+    x, feasible = banned_data(400, 0)
+    model = FeasibilityClassifier()
+    assert model.fit(x, feasible) > 0.95
+    x_test, feasible_test = banned_data(400, 1)
+    p = model.prob(x_test)
+    assert float(p[feasible_test].mean()) > 0.9 and float(p[~feasible_test].mean()) < 0.1
+    assert model.hazard[:2].min() > 10 * model.hazard[2:].max()
+
+
+def test_feasibility_model_refuses_negative_features():
+    with pytest.raises(ValueError, match="non-negative"):
+        FeasibilityClassifier().fit(-torch.ones(4, 2), torch.tensor([True, False, True, False]))
+
+
+def test_value_is_fitted_on_feasible_designs_and_weighted_by_feasibility():
+    x, feasible = banned_data(400, 0)
+    value = 2.0 + x[:, 2]
+    reward = torch.where(feasible, value, torch.full_like(value, float("nan")))
+    model = RewardEnsemble(12, RewardModelConfig(hidden=16, ensemble_size=1, bootstrap=False, lr=1e-2))
+    stats = model.fit(x, reward.numpy(), feasible.numpy(), -1.0, torch.Generator().manual_seed(0))
+    assert stats["feasibility_accuracy"] > 0.95 and stats["reward_model_mse"] < 0.05
+    x_test, feasible_test = banned_data(200, 1)
+    with torch.no_grad():
+        v = model.members(x_test).mean(0)
+        # The NaN rewards of infeasible designs never reached it: it fits the feasible ones.
+        assert torch.allclose(v[feasible_test], 2.0 + x_test[feasible_test, 2], atol=0.3)
+        expected = torch.as_tensor(model.predict(x_test))
+        assert torch.allclose(expected, model.feasibility.prob(x_test) * v - (1 - model.feasibility.prob(x_test)))
+        assert float(expected[~feasible_test].mean()) < -0.5 < 2.0 < float(expected[feasible_test].mean())
+
+
+def test_too_few_feasible_designs_is_a_clear_error():
+    x, feasible = banned_data(40, 0)
+    model = RewardEnsemble(12, RewardModelConfig(min_feasible=50))
+    with pytest.raises(ValueError, match=r"at least 50 feasible designs .* holds \d+ of 40"):
+        model.fit(x, np.zeros(40), feasible.numpy(), 0.0, torch.Generator())
+
+
+# ----- a motif anywhere --------------------------------------------------------------
+ALPHABET, LENGTH, MOTIF, SPACING = "ABCDEF", 24, "ABC", (0, 2, 5)
+
+
+def motif_designs(n: int, starts: range, seed: int) -> tuple[list[str], np.ndarray]:
+    """Uniformly random strings; half hold the spaced motif A.B..C at a start drawn from `starts`.
+    The letters alone say nothing: only their spacing tells the two halves apart."""
+    g = torch.Generator().manual_seed(seed)
+    designs, labels = [], []
+    for i in range(n):
+        letters = [ALPHABET[int(j)] for j in torch.randint(len(ALPHABET), (LENGTH,), generator=g)]
+        if i % 2:
+            start = starts[int(torch.randint(len(starts), (1,), generator=g))]
+            for letter, offset in zip(MOTIF, SPACING):
+                letters[start + offset] = letter
+        designs.append("".join(letters))
+        labels.append(i % 2)
+    return designs, np.asarray(labels, float)
+
+
+@pytest.mark.parametrize("network, works", [("motif-cnn", True), ("mlp", False)])
+def test_motif_cnn_finds_a_motif_where_it_never_saw_it(network, works):
+    # Trained with the motif only in the first half of the sequence, tested with
+    # it only in the second: position-specific weights (the MLP) cannot know it there.
+    featuriser = OneHotBigramFeaturiser(ALPHABET, LENGTH)
+    train, y = motif_designs(512, range(0, 8), 0)
+    test, y_test = motif_designs(200, range(12, LENGTH - 5), 1)
+    model = RewardEnsemble(featuriser.dim, RewardModelConfig(network=network, ensemble_size=1, bootstrap=False,
+                                                             kernel=8, lr=3e-3), featuriser.token_shape)
+    model.fit(featuriser(train), y, np.ones(len(y), bool), 0.0, torch.Generator().manual_seed(0))
+    v = model.predict_value(featuriser(test))
+    auc = float((v[y_test == 1][:, None] > v[y_test == 0][None, :]).mean())
+    assert (auc > 0.9) == works, auc

@@ -110,14 +110,38 @@ def test_sampler_draws_from_the_distribution_its_log_probs_define():
         assert designs.count(design) / n == pytest.approx(prob, abs=0.03)
 
 
-def test_kl_to_a_perturbed_copy_is_positive_only_where_tokens_are_masked():
-    model = tiny_model()
+def test_kl_to_a_perturbed_copy_is_positive_only_at_steps_that_reveal():
+    # 8 steps for 6 positions: two steps reveal nothing, so the models cannot differ there.
+    model = tiny_model(MDLMConfig(alphabet="ACDE", length=6, num_steps=8, d_model=16, n_layers=1, n_heads=2))
     traj = model.sample(64, generator=gen(), keep_trajectory=True).trajectory
     kl = model.kl(traj, perturbed_copy(model))
-    any_masked = torch.stack([(s == model.mask_id).any(1) for s in traj.states[:-1]], 1)  # (N, T)
-    assert (~any_masked).any() and any_masked.any()
-    assert (kl[any_masked] > 0).all()
-    assert (kl[~any_masked] == 0).all()
+    reveals = torch.stack([(a != b).any(1) for a, b in zip(traj.states[:-1], traj.states[1:])], 1)  # (N, T)
+    assert (~reveals).any() and reveals.any()
+    assert (kl[reveals] > 0).all()
+    assert (kl[~reveals] == 0).all()
+
+
+def test_each_step_reveals_its_share_of_positions():
+    # 6 positions in 6 steps: one per step (the first-hitting sampler); 6 in 4: 1, 2, 1, 2.
+    for steps, counts in [(6, [1] * 6), (4, [1, 2, 1, 2])]:
+        model = tiny_model(MDLMConfig(alphabet="ACDE", length=6, num_steps=steps, d_model=16, n_layers=1, n_heads=2))
+        traj = model.sample(32, generator=gen(), keep_trajectory=True).trajectory
+        for j, count in enumerate(counts):
+            assert ((traj.states[j] == model.mask_id).sum(1) - (traj.states[j + 1] == model.mask_id).sum(1)
+                    == count).all()
+
+
+def test_min_p_never_draws_a_token_far_below_the_top_one():
+    # A model whose head prefers token 0 by far at every position: with min-p 0.1
+    # no other token may appear; without truncation they do.
+    for min_p, others in [(0.0, True), (0.1, False)]:
+        model = tiny_model(MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2,
+                                      min_p=min_p))
+        with torch.no_grad():
+            model.denoiser.head.weight.zero_()
+            model.denoiser.head.bias.copy_(torch.tensor([3.0, 0.0, 0.0, 0.0]))  # others at e^-3 = 0.05 of the top
+        x = model.sample(200, generator=gen()).x
+        assert bool((x != 0).any()) == others
 
 
 @pytest.mark.parametrize("last_k", [1, 3, CFG.num_steps])

@@ -238,7 +238,7 @@ def old_ehrlich_pretrain(name: str, *, steps: int, batch_size: int, lr: float, s
     """The loop `domains.sequences.tasks.pretrain` ran before it called `pretrain_mdlm`."""
     oracle = tasks.Ehrlich(tasks.TASKS[name])
     torch.manual_seed(seed)
-    model = MaskedDiffusionModel(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, **tasks.MODEL))
+    model = MaskedDiffusionModel(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, num_steps=16, **tasks.MODEL))
     data_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
