@@ -327,20 +327,24 @@ def objective(
     """The (optimistic) reward to maximise: features (N, D) -> (N,), differentiable.
 
     Thompson sampling draws its member here, so call once per round."""
-    if optimism == "none":
-        value = lambda x: model.members(x).mean(0)
-    elif optimism == "ucb":
+    members = model.members
+    if optimism == "ucb":
         bonus = UCBBonus(model, model.x_train, c=cfg.bonus_scale, lam=cfg.bonus_lambda, clip=cfg.bonus_clip)
-        value = lambda x: model.members(x).mean(0) + bonus(x)
-    elif optimism == "bootstrap" and cfg.bootstrap_rule == "max":
-        value = lambda x: model.members(x).max(0).values
-    elif optimism == "bootstrap":
-        value = lambda x: (lambda r: r.mean(0) + cfg.std_weight * r.std(0))(model.members(x))
     elif optimism == "ts":
         draw = int(torch.randint(model.cfg.ensemble_size, (1,), generator=generator))
-        value = lambda x: model.members(x)[draw]
-    else:
+    elif optimism not in ("none", "bootstrap"):
         raise ValueError(f"unknown optimism {optimism!r}: expected one of none, ucb, bootstrap, ts")
+
+    def value(x: torch.Tensor) -> torch.Tensor:
+        r = members(x)
+        if optimism == "ucb":
+            return r.mean(0) + bonus(x)
+        if optimism == "ts":
+            return r[draw]
+        if optimism == "bootstrap":
+            return r.max(0).values if cfg.bootstrap_rule == "max" else r.mean(0) + cfg.std_weight * r.std(0)
+        return r.mean(0)
+
     return lambda x: model.expected(value(x), x)
 
 
