@@ -55,7 +55,7 @@ class Guidance(SamplingMethod):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
         self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model,
-                                           getattr(context.featuriser, "token_shape", None))
+                                           getattr(context.featuriser, "suggested_screen", 0))
         self.guide: Callable[[torch.Tensor], torch.Tensor] | None = None  # None until feedback exists
 
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:

@@ -18,8 +18,9 @@ Feasibility is modelled apart from value: a logistic classifier on all feedback,
 and a value ensemble on the feasible designs alone, so that the value model
 spends its capacity on what makes a feasible design good. Every objective is
 the expected reward p(feasible | x) * value(x) + (1 - p) * floor, with the
-optimism on the value. For sequences the value network is a motif CNN
-(convolution, max over positions) that sees a motif wherever it sits.
+optimism on the value. Each value member reads only the features most
+correlated with its training targets (`RewardModelConfig.screen`): among the
+thousands of gapped-pair features of a sequence, a motif is a handful.
 """
 
 from __future__ import annotations
@@ -41,21 +42,16 @@ Optimism = Literal["none", "ucb", "bootstrap", "ts"]
 class RewardModelConfig:
     """The value ensemble, the feasibility classifier and how they are fitted."""
 
-    network: Literal["auto", "mlp", "motif-cnn"] = "auto"
-    """The value network: an MLP on the features, or a motif CNN (a convolution over
-    the one-hot tokens, max-pooled over positions, then the MLP) that sees a motif
-    wherever it sits. auto: the motif CNN when the featuriser exposes its tokens
-    (`token_shape`, the sequence domains), the MLP otherwise. On the default protein
-    task the MLP's held-out rank correlation on feasible designs was near zero at
-    512 queries: it has to learn each motif at every position separately."""
     hidden: int = 64
     """Width of both hidden layers; the second is phi, the UCB feature. 64 generalised
     as well as 256 on held-out pretrained samples of the protein task, at a quarter of the cost."""
-    channels: int = 32
-    """Motif CNN: filters, each a candidate motif with its spacing."""
-    kernel: int = 16
-    """Motif CNN: window in positions (at most the sequence length); an Ehrlich
-    motif spans fewer than L / c positions, 16 on the default task."""
+    screen: int | None = None
+    """Features each member keeps, the ones most correlated with its (bootstrap)
+    training targets (sure independence screening, Fan & Lv 2008); 0 keeps all.
+    None: the featuriser's `suggested_screen` if it has one (16 for sequences,
+    whose gapped-pair features number v * v * 15), else all. On the protein task
+    at 512 queries an MLP on 8-16 screened features ranked held-out feasible
+    designs at Spearman 0.59-0.61, on all 7,040 features at 0.25."""
     ensemble_size: int = 4
     """Members (SEIKO-Bootstrap's released code uses 4 heads)."""
     bootstrap: bool = True
@@ -73,11 +69,11 @@ class RewardModelConfig:
     of fewer queries is refused before any query is spent."""
 
     def __post_init__(self) -> None:
-        if self.network not in ("auto", "mlp", "motif-cnn"):
-            raise ValueError(f"reward model network={self.network!r}: expected auto, mlp or motif-cnn")
-        for name in ("hidden", "channels", "kernel", "ensemble_size", "steps", "batch_size", "min_feasible"):
+        for name in ("hidden", "ensemble_size", "steps", "batch_size", "min_feasible"):
             if getattr(self, name) < 1:
                 raise ValueError(f"reward model {name} must be >= 1, got {getattr(self, name)}")
+        if self.screen is not None and self.screen < 0:
+            raise ValueError(f"reward model screen must be >= 0 (0 keeps every feature), got {self.screen}")
 
 
 def _uniform(generator: torch.Generator, fan_in: int, *shape: int) -> nn.Parameter:
@@ -111,39 +107,27 @@ class EnsembleMLP(nn.Module):
         return torch.baddbmm(b3, phi, w3)[..., 0], phi
 
 
-class MotifCNN(nn.Module):
-    """M motif CNNs as one grouped convolution, each followed by its `EnsembleMLP` member.
+def screen_features(x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k columns of x most correlated (in absolute value) with y;
+    constant columns never."""
+    xc, yc = x - x.mean(0), y - y.mean()
+    corr = (xc * yc[:, None]).sum(0) / (xc.norm(dim=0) * yc.norm()).clamp(min=1e-12)
+    return corr.abs().topk(min(k, x.shape[1])).indices
 
-    A filter over a window of one-hot tokens counts how many letters of a spaced
-    motif sit in the window; the max over positions is how much of the motif the
-    sequence holds anywhere, which is what an Ehrlich function (and a binding
-    site) rewards. It reads the tokens only: the bigram counts after them are
-    for the feasibility model, and fed to the value too they halved its held-out
-    rank correlation on the protein task (0.28 to 0.16 at 512 queries)."""
 
-    def __init__(self, token_shape: tuple[int, int], cfg: RewardModelConfig, generator: torch.Generator):
+class ScreenedMLP(nn.Module):
+    """An `EnsembleMLP` whose member i reads only its own screened columns `keep[i]`."""
+
+    def __init__(self, keep: torch.Tensor, cfg: RewardModelConfig, generator: torch.Generator):
         super().__init__()
-        (length, letters), m, c = token_shape, cfg.ensemble_size, cfg.channels
-        self.length, self.letters, self.members = length, letters, m
-        self.kernel = min(cfg.kernel, length)
-        self.weight = _uniform(generator, letters * self.kernel, m * c, letters, self.kernel)
-        self.bias = nn.Parameter(torch.zeros(m * c))
-        self.mlp = EnsembleMLP(c, cfg, generator)
+        self.register_buffer("keep", keep)  # (M, K)
+        self.mlp = EnsembleMLP(keep.shape[1], cfg, generator)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, D) shared by all members, or (M, N, D) (bootstrap minibatches)."""
-        shared = x.dim() == 2
-        rows = x if shared else x.flatten(0, 1)  # (N, D) or (M*N, D)
-        tokens = rows[:, : self.length * self.letters].unflatten(1, (self.length, self.letters)).transpose(1, 2)
-        # Right-pad so that a motif near the end is still counted in part, as the oracle counts it.
-        tokens = F.pad(tokens, (0, self.kernel - 1))
-        if shared:  # every member sees every row
-            conv = F.conv1d(tokens, self.weight, self.bias)  # (N, M*C, L)
-        else:  # member i sees only its own minibatch: a grouped convolution over stacked channels
-            stacked = tokens.unflatten(0, (self.members, x.shape[1])).transpose(0, 1).flatten(1, 2)  # (N, M*v, L)
-            conv = F.conv1d(stacked, self.weight, self.bias, groups=self.members)
-        pooled = conv.relu().amax(-1).unflatten(1, (self.members, -1)).transpose(0, 1)  # (M, N, C)
-        return self.mlp(pooled)
+        """x: (N, D) shared by all members, or (M, N, D)."""
+        if x.dim() == 2:
+            return self.mlp(x[:, self.keep].transpose(0, 1))  # (M, N, K)
+        return self.mlp(x.gather(2, self.keep[:, None, :].expand(-1, x.shape[1], -1)))
 
 
 class FeasibilityClassifier:
@@ -158,17 +142,19 @@ class FeasibilityClassifier:
     hazard, one seen only in infeasible designs takes the blame. On the protein
     task at 512 queries it classified held-out samples 92% right (Markov samples,
     all feasible, at p = 0.95), where a logistic regression on the same features
-    overfitted to 61%. Features must be non-negative (counts, one-hots, pixel
-    intensities). L-BFGS on the full batch: small, smooth and deterministic."""
+    overfitted to 61%. A signed feature (an image embedding) enters as its
+    positive and negative parts, each with its own hazard. L-BFGS on the full
+    batch: small, smooth and deterministic."""
 
     def __init__(self, l2: float = 1e-4):
         self.l2 = l2
         self.hazard: torch.Tensor | None = None
+        self.signed = False
 
     def fit(self, x: torch.Tensor, feasible: torch.Tensor) -> float:
         """Fit on all designs; returns the training accuracy."""
-        if bool((x < 0).any()):
-            raise ValueError("the feasibility model needs non-negative features (counts, one-hots, intensities)")
+        self.signed = bool((x < 0).any())
+        x = self._parts(x)
         theta = torch.full((x.shape[1],), -6.0, requires_grad=True)  # softplus(-6) = 0.0025: all nearly harmless
         opt = torch.optim.LBFGS([theta], max_iter=200, line_search_fn="strong_wolfe")
 
@@ -184,11 +170,14 @@ class FeasibilityClassifier:
         opt.step(closure)
         self.hazard = F.softplus(theta.detach())
         with torch.no_grad():
-            return float(((self.prob(x) > 0.5) == feasible).float().mean())
+            return float((((-(x @ self.hazard)).exp() > 0.5) == feasible).float().mean())
+
+    def _parts(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.clamp(min=0), (-x).clamp(min=0)], 1) if self.signed else x.clamp(min=0)
 
     def prob(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) probability of feasibility, differentiable in x."""
-        return torch.exp(-(x @ self.hazard))
+        return torch.exp(-(self._parts(x) @ self.hazard))
 
 
 class RewardEnsemble:
@@ -196,21 +185,20 @@ class RewardEnsemble:
     predictions in reward units) and a feasibility classifier fitted on all of
     them; `expected` combines the two into the reward a design is worth."""
 
-    def __init__(self, in_dim: int, cfg: RewardModelConfig, token_shape: tuple[int, int] | None = None):
-        if cfg.network == "motif-cnn" and token_shape is None:
-            raise ValueError("reward model network=motif-cnn needs a featuriser that exposes its tokens "
-                             "(token_shape); use network=mlp for this task")
+    def __init__(self, in_dim: int, cfg: RewardModelConfig, suggested_screen: int = 0):
         self.in_dim, self.cfg = in_dim, cfg
-        self.token_shape = token_shape if cfg.network != "mlp" else None
+        self.screen = suggested_screen if cfg.screen is None else cfg.screen
         self.net: nn.Module | None = None
         self.feasibility = FeasibilityClassifier()
         self.y_mean, self.y_std, self.floor = 0.0, 1.0, 0.0
         self.x_train: torch.Tensor | None = None
 
-    def _new_net(self, generator: torch.Generator) -> nn.Module:
-        if self.token_shape is None:
+    def _new_net(self, x: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
+                 generator: torch.Generator) -> nn.Module:
+        if not 0 < self.screen < self.in_dim:
             return EnsembleMLP(self.in_dim, self.cfg, generator)
-        return MotifCNN(self.token_shape, self.cfg, generator)
+        keep = torch.stack([screen_features(x[r], target[r], self.screen) for r in rows])
+        return ScreenedMLP(keep, self.cfg, generator)
 
     def fit(self, x: torch.Tensor, reward: np.ndarray, feasible: np.ndarray, floor: float,
             generator: torch.Generator) -> dict[str, float]:
@@ -234,7 +222,7 @@ class RewardEnsemble:
             rows = torch.randint(n, (m, n), generator=generator)
         else:
             rows = torch.arange(n).expand(m, n)
-        self.net = self._new_net(generator)
+        self.net = self._new_net(xf, target, rows, generator)
         opt = torch.optim.AdamW(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         batch = min(self.cfg.batch_size, n)
         for _ in range(self.cfg.steps):
@@ -283,7 +271,14 @@ class RewardEnsemble:
 
 class UCBBonus:
     """c * sqrt(phi^T Sigma^-1 phi) with Sigma = lambda*I + sum phi phi^T over the
-    training designs (SEIKO Sec. 4.1), clipped at `clip`, differentiable in x."""
+    training designs (SEIKO Sec. 4.1), clipped at `clip`, differentiable in x.
+
+    c and the clip are in standard deviations of the training rewards (the bonus
+    is scaled by the fit's y_std), as the network that makes phi is fitted to
+    standardised targets: the same c means as much optimism on a task whose
+    rewards spread over 0.05 as on one whose spread over 5. In raw reward units a
+    clip of 1.0 let fine-tuning on the protein task chase a bonus 18 times the
+    rewards' spread into infeasible designs."""
 
     def __init__(self, model: RewardEnsemble, x_train: torch.Tensor, *, c: float, lam: float, clip: float):
         with torch.no_grad():
@@ -296,7 +291,7 @@ class UCBBonus:
         phi = self.model.phi(x).double()
         solved = torch.cholesky_solve(phi.T, self.cholesky)  # Sigma^-1 phi, (H, N)
         quad = (phi.T * solved).sum(0).clamp(min=1e-12)
-        return (self.c * quad.sqrt()).clamp(max=self.clip).float()
+        return ((self.c * quad.sqrt()).clamp(max=self.clip) * self.model.y_std).float()
 
 
 @dataclass
@@ -304,11 +299,11 @@ class OptimismConfig:
     """How the learned reward is made optimistic."""
 
     bonus_scale: float = 1e-2
-    """UCB's c (SEIKO's default, images)."""
+    """UCB's c (SEIKO's default, images), in standard deviations of the training rewards."""
     bonus_lambda: float = 1e-3
     """UCB's lambda, the ridge of the Gram matrix (SEIKO's default)."""
     bonus_clip: float = 1.0
-    """UCB bonus ceiling in reward units."""
+    """UCB bonus ceiling, in standard deviations of the training rewards."""
     bootstrap_rule: Literal["mean_std", "max"] = "mean_std"
     """Bootstrap optimism: mean + std_weight * std over members, or max over members."""
     std_weight: float = 1.0

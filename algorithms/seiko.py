@@ -69,7 +69,7 @@ class Seiko(SamplingMethod):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
         self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model,
-                                           getattr(context.featuriser, "token_shape", None))
+                                           getattr(context.featuriser, "suggested_screen", 0))
         self.anchor: DiffusionModel | None = None
 
     def check(self, model: DiffusionModel, schedule: list[int]) -> None:

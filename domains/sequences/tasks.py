@@ -20,7 +20,7 @@ import torch
 from domains.base import Task
 from domains.composite import WeightedSum
 from domains.sequences.ehrlich import Ehrlich, EhrlichConfig, MotifPresence
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
 from domains.sequences.pretraining import MODEL, new_model, pretrain_mdlm, sample_designs
@@ -62,7 +62,7 @@ def build(name: str) -> Task:
         domain=DOMAIN,
         description=description,
         oracle=oracle,
-        featuriser=OneHotBigramFeaturiser(ehrlich.alphabet, cfg.dim),
+        featuriser=SequenceFeaturiser(ehrlich.alphabet, cfg.dim),
         load_model=lambda: load_model(name),
         operators=StringOperators(ehrlich.alphabet, cfg.dim),
         pretraining_data=lambda n, generator: (ehrlich.sample_markov(n, generator), None),

@@ -22,7 +22,7 @@ import torch
 
 from domains.base import Oracle, Task
 from domains.sequences.data import encode_sequences, read_sequences
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
 from domains.sequences.tasks import DOMAIN
@@ -101,7 +101,7 @@ def sequence_task(
         domain=domain,
         description=description or f"{oracle.name} on sequences of length {length} over {alphabet!r}",
         oracle=oracle,
-        featuriser=OneHotBigramFeaturiser(alphabet, length),
+        featuriser=SequenceFeaturiser(alphabet, length),
         load_model=load_model,
         charge_infeasible=charge_infeasible,
         operators=StringOperators(alphabet, length),

@@ -11,7 +11,7 @@ from algorithms.ddpo import DDPO, DDPOConfig, PolicyGradientConfig, StatTracker,
 from algorithms.large_scale_rl import LargeScaleRLConfig
 from algorithms.method import Context, Feedback
 from algorithms.registry import resolve_config
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
@@ -40,7 +40,7 @@ def test_stat_tracker_normalises_each_condition_by_its_own_buffer():
 
 def test_importance_ratio_is_exactly_one_on_the_first_inner_step():
     m = model()
-    method = DDPO(DDPOConfig(batch_size=4), Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
+    method = DDPO(DDPOConfig(batch_size=4), Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
     proposal = method.propose(m, 8, round=1)
     data = Feedback()
     reward = np.array([d.count("A") for d in proposal.designs], dtype=float)
@@ -79,7 +79,7 @@ def test_clipped_surrogate_stops_the_gradient_past_the_clip():
 def test_unconditional_round_is_normalised_over_the_whole_round():
     """A round larger than ddpo-pytorch's buffer of 16, with rewards rising
     through it: the last 16 alone would put nearly every advantage below 0."""
-    method = DDPO(resolve_config("ddpo-is"), Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
+    method = DDPO(resolve_config("ddpo-is"), Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
     method.propose(model(), 64, round=1)
     for reward in (np.arange(64.0), 100.0 + 3.0 * np.arange(64.0) ** 0.5):  # two rounds: nothing carried over
         advantage = method.advantages(reward)

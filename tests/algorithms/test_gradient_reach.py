@@ -9,7 +9,7 @@ import torch
 
 from algorithms.method import Context
 from algorithms.registry import build_method
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CFG = MDLMConfig(alphabet="ACDE", length=8, num_steps=8, d_model=16, n_layers=1, n_heads=2)
@@ -17,7 +17,7 @@ FINE_TUNERS = ["seiko-ucb", "seiko-bootstrap", "seiko-ts", "greedy", "non-adapti
 
 
 def method(name: str, settings: dict | None = None):
-    return build_method(name, Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0), settings)
+    return build_method(name, Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0), settings)
 
 
 def positions_with_gradient(model: MaskedDiffusionModel, last_k: int, samples: int = 6) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 from algorithms.guidance import Guidance, GuidanceConfig
 from algorithms.method import Context, Feedback
 from algorithms.reward_models import RewardModelConfig
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
@@ -21,7 +21,7 @@ def setup(scale: float) -> tuple[Guidance, MaskedDiffusionModel]:
         model = MaskedDiffusionModel(CFG)
     config = GuidanceConfig(scale=scale, reward_model=RewardModelConfig(hidden=16, steps=300, ensemble_size=1,
                                                                          bootstrap=False))
-    return Guidance(config, Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0)), model
+    return Guidance(config, Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0)), model
 
 
 def fitted(scale: float) -> tuple[Guidance, MaskedDiffusionModel]:

@@ -12,11 +12,11 @@ import torch.multiprocessing as mp
 from algorithms.large_scale_rl import LargeScaleRL, LargeScaleRLConfig, batch_normalise, gather
 from algorithms.method import Context, Feedback
 from domains.base import CapabilityError
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
-FEATURES = OneHotBigramFeaturiser(CFG.alphabet, CFG.length)
+FEATURES = SequenceFeaturiser(CFG.alphabet, CFG.length)
 
 
 def data_fn(n: int, generator: torch.Generator):

@@ -14,7 +14,7 @@ from algorithms.loop import TOP_UPS, run
 from algorithms.method import Context, Feedback, Proposal, SamplingMethod
 from algorithms.registry import resolve_config
 from domains.base import OracleOutput
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
 
@@ -105,7 +105,7 @@ def test_policy_gradient_trajectories_line_up_with_a_topped_up_rounds_feedback()
     round is topped up, and the kept trajectories must follow all its proposals."""
     model = tiny_model()
     method = DDPO(resolve_config("ddpo-is", {"batch_size": 16, "inner_epochs": 1}),
-                  Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
+                  Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
     rows_seen: list[tuple[int, int]] = []
     update = method.update
 
@@ -127,7 +127,7 @@ def test_genetic_proposes_again_in_the_same_round_from_the_same_parents():
     """Children of few parents at a low mutation rate often repeat a measured design:
     the top-ups breed further children and the round still charges its queries."""
     method = Genetic(GeneticConfig(elite=2, mutation_rate=0.2),
-                     Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0,
+                     Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0,
                              operators=StringOperators(CFG.alphabet, CFG.length)))
     proposals = []
     propose = method.propose

@@ -14,7 +14,7 @@ from algorithms.loop import run
 from algorithms.method import Context, Feedback
 from algorithms.registry import METHODS, build_method, resolve_config
 from domains.base import CapabilityError, OracleOutput
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
 
@@ -56,7 +56,7 @@ def tiny_run(name: str):
     """One tiny run; returns (method, model, initial weights, oracle, records, feedback seen by update)."""
     model = tiny_model()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    context = Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), CountA.floor, seed=0,
+    context = Context(SequenceFeaturiser(CFG.alphabet, CFG.length), CountA.floor, seed=0,
                       operators=StringOperators(CFG.alphabet, CFG.length), pretraining_data=markov_data)
     fields = {f.name for f in dataclasses.fields(METHODS[name].config_cls)}
     settings = FAST if "finetune_steps" in fields else {"reward_model": FAST["reward_model"]} if "reward_model" in fields else {}
@@ -156,7 +156,7 @@ class SamplerOnly:
                                           ("guidance", "sample_guided"), ("seiko-ucb", "sample_with_grad"),
                                           ("rwr", "denoising_loss")])
 def test_a_missing_capability_fails_before_any_query(name, missing):
-    context = Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0, pretraining_data=markov_data)
+    context = Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0, pretraining_data=markov_data)
     oracle = BudgetedOracle(CountA(), BUDGET, method=name, seed=0)
     with pytest.raises(CapabilityError, match=f"{name} needs the model's .*{missing}.*SamplerOnly"):
         run(build_method(name, context), SamplerOnly(), oracle, ROUNDS, floor=0.0, eval_samples=4, eval_seed=0)

@@ -10,7 +10,7 @@ from algorithms.loop import run
 from algorithms.method import Context
 from algorithms.registry import build_method
 from domains.base import OracleOutput
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
@@ -44,7 +44,7 @@ def fine_tuning_steps(name: str, rounds: list[int]) -> int:
         return sample_with_grad(*args, **kwargs)
 
     model.sample_with_grad = counted
-    method = build_method(name, Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0), FAST)
+    method = build_method(name, Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0), FAST)
     run(method, model, BudgetedOracle(CountA(), sum(rounds), method=name, seed=0), rounds, floor=0.0)
     return len(calls)
 
@@ -57,7 +57,7 @@ def test_non_adaptive_fine_tunes_as_many_steps_as_the_schedules_rounds_in_all():
 
 
 def test_asking_for_the_schedule_again_does_not_scale_the_steps_again():
-    method = build_method("non-adaptive", Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0),
+    method = build_method("non-adaptive", Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0),
                           FAST)
     for _ in range(3):
         assert method.schedule([4, 4, 4, 4]) == [16]

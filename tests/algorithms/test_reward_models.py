@@ -16,7 +16,7 @@ from algorithms.reward_models import (
     UCBBonus,
     objective,
 )
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 
 D = 6
 W = torch.tensor([1.5, -2.0, 0.5, 1.0, 0.0, -1.0])
@@ -107,11 +107,13 @@ def test_ucb_bonus_is_clipped(ensemble, data):
     x_train, _ = data
     far = 6.0 * torch.randn(16, D, generator=torch.Generator().manual_seed(5))
     unclipped = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=1e9)(far)
-    clip = float(unclipped.median())
+    clip = float(unclipped.median()) / ensemble.y_std  # the clip is in standard deviations of the rewards
     clipped = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=clip)(far)
-    assert (clipped <= clip + 1e-6).all()
-    assert torch.allclose(clipped, unclipped.clamp(max=clip))
-    assert (clipped == clip).any() and (clipped < clip).any()
+    ceiling = clip * ensemble.y_std
+    assert abs(ensemble.y_std - 1) > 0.1  # so that a clip in reward units would fail the checks below
+    assert (clipped <= ceiling + 1e-5).all()
+    assert torch.allclose(clipped, unclipped.clamp(max=ceiling))
+    assert torch.isclose(clipped, torch.tensor(ceiling)).any() and (clipped < ceiling - 1e-5).any()
 
 
 def test_ucb_objective_is_mean_plus_bonus_on_the_training_designs(ensemble, data, test_points):
@@ -205,8 +207,7 @@ def test_objective_is_differentiable_in_x(ensemble, test_points, optimism, cfg):
     assert not any(p.requires_grad for p in ensemble.net.parameters())
 
 
-@pytest.mark.parametrize("field", ["hidden", "channels", "kernel", "ensemble_size", "steps", "batch_size",
-                                   "min_feasible"])
+@pytest.mark.parametrize("field", ["hidden", "ensemble_size", "steps", "batch_size", "min_feasible"])
 def test_reward_model_config_rejects_non_positive_sizes(field):
     with pytest.raises(ValueError, match=field):
         RewardModelConfig(**{field: 0})
@@ -230,9 +231,13 @@ def test_feasibility_model_blames_the_banned_features():
     assert model.hazard[:2].min() > 10 * model.hazard[2:].max()
 
 
-def test_feasibility_model_refuses_negative_features():
-    with pytest.raises(ValueError, match="non-negative"):
-        FeasibilityClassifier().fit(-torch.ones(4, 2), torch.tensor([True, False, True, False]))
+def test_feasibility_model_takes_signed_features_as_two_parts():
+    # Infeasible when feature 0 is strongly negative: its negative part takes the blame.
+    x = torch.randn(400, 5, generator=torch.Generator().manual_seed(0))
+    feasible = x[:, 0] > -1.0
+    model = FeasibilityClassifier()
+    assert model.fit(x, feasible) > 0.9
+    assert model.hazard.shape == (10,) and int(model.hazard.argmax()) == 5  # the negative part of feature 0
 
 
 def test_value_is_fitted_on_feasible_designs_and_weighted_by_feasibility():
@@ -279,16 +284,28 @@ def motif_designs(n: int, starts: range, seed: int) -> tuple[list[str], np.ndarr
     return designs, np.asarray(labels, float)
 
 
-@pytest.mark.parametrize("network, works", [("motif-cnn", True), ("mlp", False)])
-def test_motif_cnn_finds_a_motif_where_it_never_saw_it(network, works):
+@pytest.mark.parametrize("max_gap, works", [(8, True), (0, False)])
+def test_value_model_finds_a_motif_where_it_never_saw_it(max_gap, works):
     # Trained with the motif only in the first half of the sequence, tested with
-    # it only in the second: position-specific weights (the MLP) cannot know it there.
-    featuriser = OneHotBigramFeaturiser(ALPHABET, LENGTH)
+    # it only in the second: gapped-pair features see it anywhere, one-hots and
+    # bigrams alone (max_gap 0) cannot know it there.
+    featuriser = SequenceFeaturiser(ALPHABET, LENGTH, max_gap=max_gap)
     train, y = motif_designs(512, range(0, 8), 0)
     test, y_test = motif_designs(200, range(12, LENGTH - 5), 1)
-    model = RewardEnsemble(featuriser.dim, RewardModelConfig(network=network, ensemble_size=1, bootstrap=False,
-                                                             kernel=8, lr=3e-3), featuriser.token_shape)
+    model = RewardEnsemble(featuriser.dim, RewardModelConfig(ensemble_size=1, bootstrap=False),
+                           featuriser.suggested_screen)
     model.fit(featuriser(train), y, np.ones(len(y), bool), 0.0, torch.Generator().manual_seed(0))
     v = model.predict_value(featuriser(test))
     auc = float((v[y_test == 1][:, None] > v[y_test == 0][None, :]).mean())
     assert (auc > 0.9) == works, auc
+
+
+def test_screening_keeps_the_informative_features_of_each_bootstrap_member():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 40, generator=g)
+    y = x[:, 3] - 2 * x[:, 17]
+    model = RewardEnsemble(40, RewardModelConfig(ensemble_size=3, screen=2, steps=300, lr=1e-2))
+    model.fit(x, y.numpy(), np.ones(300, bool), 0.0, g)
+    assert all(set(row.tolist()) == {3, 17} for row in model.net.keep)
+    with torch.no_grad():
+        assert float(((model.members(x).mean(0) - y) ** 2).mean()) < 0.05 * float(y.var())

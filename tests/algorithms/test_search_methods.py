@@ -9,7 +9,7 @@ import torch
 from algorithms.method import Context, Feedback
 from algorithms.registry import build_method
 from domains.base import CapabilityError
-from domains.sequences.featuriser import OneHotBigramFeaturiser
+from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
 
@@ -18,7 +18,7 @@ CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1,
 
 def context(operators: bool = True) -> Context:
     ops = StringOperators(CFG.alphabet, CFG.length) if operators else None
-    return Context(OneHotBigramFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0, operators=ops)
+    return Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0, operators=ops)
 
 
 def model() -> MaskedDiffusionModel:

@@ -181,7 +181,7 @@ def test_sequence_task_loads_the_checkpoint_with_its_alphabet_and_length(pretrai
     assert read_config(checkpoint) == model.cfg
     designs = model.sample(8, generator=torch.Generator().manual_seed(0)).designs
     assert task.oracle(designs).reward.shape == (8,)
-    assert task.featuriser(designs).shape == (8, task.featuriser.dim) == (8, 12 * 4 + 4 * 4)
+    assert task.featuriser(designs).shape == (8, task.featuriser.dim) == (8, 12 * 4 + 4 * 4 * (1 + 11))  # gaps 1-11
     g = torch.Generator().manual_seed(0)
     children = task.operators.crossover(designs, task.operators.mutate(designs, 0.5, g), g)
     assert all(len(c) == 12 and set(c) <= set("ACGT") for c in children)
