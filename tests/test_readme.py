@@ -70,15 +70,15 @@ def test_own_task_example_runs_through_the_runner_and_resumes(tmp_path, monkeypa
     for method in ("seiko-ucb", "genetic", "large-scale-rl"):
         cell = task_dir / method / "seed0"
         log = pd.read_csv(cell / "queries.csv")
-        assert len(log) == 48 and log.groupby("round").size().tolist() == [16, 32]  # every proposal is logged
-        assert (log["charged"] | log["cached"]).all()  # and was paid for, or repeated an earlier one for free
+        # Every proposal is logged and was paid for, or repeated an earlier one for free; a round
+        # whose repeats left budget unspent was topped up, so each round charged its queries.
+        assert (log["charged"] | log["cached"]).all()
+        assert log[log["charged"]].groupby("round").size().tolist() == [16, 32]
         assert log.loc[log["feasible"], "reward"].between(0, 1).all()
         metrics = json.loads((cell / "metrics.json").read_text())
-        assert metrics["queries_used"] == log["charged"].sum() == log["call"].max()
+        assert metrics["queries_used"] == log["charged"].sum() == 48
         assert metrics["eval_oracle_calls"] == 16 * 3
         assert metrics["settings"]["task_source"] == "my_tasks.py:make_task"
-        if method != "genetic":  # the learning methods sample afresh: no repeats, the whole budget spent
-            assert metrics["queries_used"] == 48
     assert (task_dir / "leaderboard.md").exists() and (tmp_path / "my-results" / "README.md").exists()
 
     # Rerun: every cell is finished, nothing is recomputed.

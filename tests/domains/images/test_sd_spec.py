@@ -16,7 +16,7 @@ def overrides(tiny_sd) -> list[str]:
     return [f"tasks.0.params.config={json.dumps(config)}", "tasks.0.params.reward=jpeg-compressibility",
             f"tasks.0.params.clip={tiny_sd.clip}", "tasks.0.params.aesthetic_weights=null",
             "methods=[best-of-n, seiko-ucb]", "seeds=[0]", "rounds=[4]", "eval_samples=2",
-            "config.seiko-ucb={finetune_steps: 1, batch_size: 2, last_k: 1, reward_model: {steps: 5, hidden: 16}}"]
+            "config.seiko-ucb={finetune_steps: 1, batch_size: 2, last_k: 1, reward_model: {steps: 5, hidden: 16, min_feasible: 2}}"]
 
 
 def test_the_shipped_sd_spec_names_the_task_by_import_path_with_parameters(tiny_sd):

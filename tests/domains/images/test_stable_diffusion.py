@@ -295,7 +295,8 @@ def test_one_seiko_round_end_to_end(tiny_sd):
     # hidden 16, not 8: the tiny random CLIP embeds every image in nearly the same direction, and with
     # 8 units per layer the reward model's ReLUs can all be dead there (seed 0 does that), which leaves
     # a reward with no gradient and a fine-tuning step that changes nothing.
-    settings = {"finetune_steps": 1, "batch_size": 2, "last_k": 1, "reward_model": {"steps": 5, "hidden": 16}}
+    settings = {"finetune_steps": 1, "batch_size": 2, "last_k": 1,
+                "reward_model": {"steps": 5, "hidden": 16, "min_feasible": 2}}
     method = build_method("seiko-ucb", Context(featuriser=task.featuriser, floor=task.oracle.floor, seed=0), settings)
     oracle = BudgetedOracle(task.oracle, 4, method="seiko-ucb", seed=0)
     records = run(method, model, oracle, [4], floor=task.oracle.floor, eval_samples=2, eval_seed=0)
