@@ -97,20 +97,20 @@ def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_differences(cells: pd.DataFrame) -> pd.DataFrame:
-    """The leader's final value minus every other method's, paired by seed.
+def paired_differences(cells: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """The leader's final value minus every other method's, paired by seed;
+    `order` is the leaderboard's method column, leader first.
 
     Paired, because cells of one seed share the pretrained model's evaluation
     draws (the same generator seed) and so much of their noise: the interval of a
     paired difference is what says whether two methods can be told apart, where
     two overlapping per-method intervals say little."""
     key = ranking_key(cells)
-    table = leaderboard_table(cells)
-    leader = table["method"].iloc[0]
+    leader = order[0]
     values = cells.assign(v=pd.to_numeric(cells[key], errors="coerce")).pivot_table(
         index="seed", columns="method", values="v", aggfunc="first")
     rows = []
-    for method in table["method"].iloc[1:]:
+    for method in order[1:]:
         diff = (values[leader] - values[method]).dropna().to_numpy()
         mean, half = ci95(diff)
         shown = "n/a" if not np.isfinite(mean) else f"{mean:+.3f}" + ("" if not np.isfinite(half) else f" ± {half:.3f}")
@@ -208,11 +208,12 @@ def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) 
     README, so both show the same table.
     """
     bullets = [f"- {line}" for line in header_lines(cells)]
-    lines = [heading, "", *bullets, "", markdown_table(leaderboard_table(cells)), ""]
-    if cells["method"].nunique() > 1:
+    table = leaderboard_table(cells)
+    lines = [heading, "", *bullets, "", markdown_table(table), ""]
+    if len(table) > 1:
         lines += ["Paired differences (same seeds) between the leader and every other method; "
                   "'told apart' when the 95% interval excludes 0:", "",
-                  markdown_table(paired_differences(cells)), ""]
+                  markdown_table(paired_differences(cells, table["method"].tolist())), ""]
     lines += [f"![curves]({image})", ""]
     pictures = sample_pictures(cells, base)
     if pictures:
