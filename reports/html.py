@@ -22,6 +22,7 @@ from reports.leaderboard import (
     _numbers,
     header_lines,
     leaderboard_table,
+    paired_differences,
     sample_pictures,
     top_designs,
 )
@@ -122,6 +123,19 @@ def _table(cells: pd.DataFrame) -> str:
             + "\n</tbody></table>")
 
 
+def _paired(cells: pd.DataFrame) -> str:
+    """The leader minus every other method, paired by seed (as in the Markdown leaderboard)."""
+    methods = leaderboard_table(cells)["method"].tolist()
+    if len(methods) < 2:
+        return ""
+    table = paired_differences(cells, methods)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
+                   for row in table.itertuples(index=False))
+    return (f"<h3>Paired differences</h3>\n<p>Between the leader and every other method on the same seeds; "
+            f"told apart when the 95% interval excludes 0.</p>\n<table class=\"paired\"><tr>{head}</tr>\n{rows}</table>")
+
+
 def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:
     """Sample grids where the task draws them, else the top designs of each method."""
     found = sample_pictures(cells, results_dir)
@@ -156,7 +170,7 @@ def report_html(cells: pd.DataFrame, results_dir: Path) -> str:
         bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(group))
         sections.append(
             f'<section id="{html.escape(spec)}--{html.escape(task)}">\n<h2>{html.escape(spec)} / {html.escape(task)}'
-            f"</h2>\n<ul>\n{bullets}\n</ul>\n{_table(group)}\n"
+            f"</h2>\n<ul>\n{bullets}\n</ul>\n{_table(group)}\n{_paired(group)}\n"
             f'<img class="curves" alt="learning curves of {html.escape(task)}" '
             f'src="{_data_uri((results_dir / spec / task / "curves.png").read_bytes())}">\n'
             f"{_pictures(group, results_dir)}\n</section>")

@@ -224,3 +224,14 @@ def test_a_task_without_pictures_lists_each_methods_top_designs(report):
     assert "| ucb | `ucb1-5` 0.620 | `ucb0-4` 0.800 |" not in markdown  # sorted by reward, not by seed
     assert "| ucb | `ucb0-4` 0.800 | `ucb0-3` 0.640 | `ucb1-5` 0.620 |" in markdown
     assert "<code>ucb0-4</code> 0.800" in (results / "index.html").read_text()
+
+
+def test_paired_differences_are_the_leaders_seed_by_seed_gaps_in_markdown_and_html(report):
+    results, _ = report
+    gaps = [FINAL_VALUES["ucb"][s] - FINAL_VALUES["greedy"][s] for s in (0, 1)]  # 0.50 and 0.12
+    mean, half = statistics.mean(gaps), 12.706 * statistics.stdev(gaps) / 2 ** 0.5  # t(0.975, 1 df)
+    shown = f"+{mean:.3f} ± {half:.3f}"
+    markdown = (results / SPEC / TASK / "leaderboard.md").read_text()
+    assert f"| greedy | {shown} | 2 | no |" in markdown  # the interval holds 0 with two seeds
+    page = (results / "index.html").read_text()
+    assert f"<td>greedy</td><td>{shown}</td><td>2</td><td>no</td>" in page
