@@ -101,8 +101,8 @@ def _sort_values(cells: pd.DataFrame, methods: list[str]) -> dict[str, list[floa
     return out
 
 
-def _table(cells: pd.DataFrame) -> str:
-    table = leaderboard_table(cells)
+def _table(cells: pd.DataFrame, table: pd.DataFrame) -> str:
+    """`table` (the `leaderboard_table` of `cells`) with sortable numbers behind its text."""
     methods = list(table["method"])
     values = _sort_values(cells, methods)
     keys = ["method", "seeds", *[key for _, key, _ in COLUMNS]]
@@ -123,15 +123,15 @@ def _table(cells: pd.DataFrame) -> str:
             + "\n</tbody></table>")
 
 
-def _paired(cells: pd.DataFrame) -> str:
+def _paired(cells: pd.DataFrame, table: pd.DataFrame) -> str:
     """The leader minus every other method, paired by seed (as in the Markdown leaderboard)."""
-    methods = leaderboard_table(cells)["method"].tolist()
+    methods = table["method"].tolist()
     if len(methods) < 2:
         return ""
-    table = paired_differences(cells, methods)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    paired = paired_differences(cells, methods)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in paired.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
-                   for row in table.itertuples(index=False))
+                   for row in paired.itertuples(index=False))
     return (f"<h3>Paired differences</h3>\n<p>Between the leader and every other method on the same seeds; "
             f"told apart when the 95% interval excludes 0.</p>\n<table class=\"paired\"><tr>{head}</tr>\n{rows}</table>")
 
@@ -168,9 +168,10 @@ def report_html(cells: pd.DataFrame, results_dir: Path) -> str:
     sections = []
     for (spec, task), group in groups:
         bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(group))
+        table = leaderboard_table(group)
         sections.append(
             f'<section id="{html.escape(spec)}--{html.escape(task)}">\n<h2>{html.escape(spec)} / {html.escape(task)}'
-            f"</h2>\n<ul>\n{bullets}\n</ul>\n{_table(group)}\n{_paired(group)}\n"
+            f"</h2>\n<ul>\n{bullets}\n</ul>\n{_table(group, table)}\n{_paired(group, table)}\n"
             f'<img class="curves" alt="learning curves of {html.escape(task)}" '
             f'src="{_data_uri((results_dir / spec / task / "curves.png").read_bytes())}">\n'
             f"{_pictures(group, results_dir)}\n</section>")
