@@ -54,8 +54,7 @@ class Guidance(SamplingMethod):
     def __init__(self, config: GuidanceConfig, context: Context, name: str = "guidance"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
-        self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model,
-                                           getattr(context.featuriser, "suggested_screen", 0))
+        self.reward_model = RewardEnsemble.for_featuriser(context.featuriser, config.reward_model)
         self.guide: Callable[[torch.Tensor], torch.Tensor] | None = None  # None until feedback exists
 
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
@@ -67,7 +66,8 @@ class Guidance(SamplingMethod):
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         fit = self.reward_model.fit(self.ctx.featuriser(data.designs), data.reward, data.feasible, self.ctx.floor,
                                     self.generator)
-        reward = objective(self.reward_model, self.cfg.optimism, self.cfg.bonus, self.generator)
+        reward = objective(self.reward_model, self.cfg.optimism, self.cfg.bonus, self.generator,
+                           feasibility_gradient=True)
         featurise = self.ctx.featuriser.relaxed
         self.guide = lambda x: reward(featurise(x))
         return fit

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -193,6 +193,11 @@ class RewardEnsemble:
         self.y_mean, self.y_std, self.floor = 0.0, 1.0, 0.0
         self.x_train: torch.Tensor | None = None
 
+    @classmethod
+    def for_featuriser(cls, featuriser: Any, cfg: RewardModelConfig) -> RewardEnsemble:
+        """The ensemble on `featuriser`'s features, screened as it suggests."""
+        return cls(featuriser.dim, cfg, getattr(featuriser, "suggested_screen", 0))
+
     def _new_net(self, x: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
                  generator: torch.Generator) -> nn.Module:
         if not 0 < self.screen < self.in_dim:
@@ -248,6 +253,22 @@ class RewardEnsemble:
         """What a design is worth given its (possibly optimistic) value: the value
         where feasible, the floor where not, weighted by the classifier."""
         p = self.feasibility.prob(x)
+        return p * value + (1 - p) * self.floor
+
+    def weighted(self, value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """What fine-tuning climbs: `expected`, with the classifier's p(feasible) a
+        weight and not a direction, so no gradient flows through p.
+
+        A weight, because p's gradient reaches, through the straight-through
+        sample, every letter that could have been drawn beside a neighbour, and
+        pushing the hazardous ones ever lower is a direction that never runs out:
+        fine-tuning followed it (10-20 nats of KL in round 1, with a reward model
+        that ranked nothing yet) into a narrow, safe and worse model. Greedy on the
+        protein task at 1,920 queries, seeds 0-2: 0.12 / 0.10 / 0.07 with p's
+        gradient, 0.31 / 0.26 / 0.22 with p as a weight. Designs the classifier
+        believes infeasible still count for little, so the value is climbed where
+        it is believed to hold."""
+        p = self.feasibility.prob(x).detach()
         return p * value + (1 - p) * self.floor
 
     def predict(self, x: torch.Tensor) -> np.ndarray | None:
@@ -317,9 +338,14 @@ class OptimismConfig:
 
 
 def objective(
-    model: RewardEnsemble, optimism: Optimism, cfg: OptimismConfig, generator: torch.Generator
+    model: RewardEnsemble, optimism: Optimism, cfg: OptimismConfig, generator: torch.Generator,
+    *, feasibility_gradient: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The (optimistic) reward to maximise: features (N, D) -> (N,), differentiable.
+    Fine-tuning climbs `RewardEnsemble.weighted` (p a weight); with
+    `feasibility_gradient`, `expected` (p's gradient too), which guidance takes:
+    a one-step tilt of each letter, it has no direction to run down, and p's
+    gradient keeps its letters feasible (0.255 at 1,920 queries with it).
 
     Thompson sampling draws its member here, so call once per round."""
     members = model.members
@@ -340,7 +366,8 @@ def objective(
             return r.max(0).values if cfg.bootstrap_rule == "max" else r.mean(0) + cfg.std_weight * r.std(0)
         return r.mean(0)
 
-    return lambda x: model.expected(value(x), x)
+    combine = model.expected if feasibility_gradient else model.weighted
+    return lambda x: combine(value(x), x)
 
 
 @dataclass

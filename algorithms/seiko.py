@@ -68,8 +68,7 @@ class Seiko(SamplingMethod):
     def __init__(self, config: SeikoConfig, context: Context, name: str = "seiko"):
         self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
-        self.reward_model = RewardEnsemble(context.featuriser.dim, config.reward_model,
-                                           getattr(context.featuriser, "suggested_screen", 0))
+        self.reward_model = RewardEnsemble.for_featuriser(context.featuriser, config.reward_model)
         self.anchor: DiffusionModel | None = None
 
     def check(self, model: DiffusionModel, schedule: list[int]) -> None:

@@ -309,3 +309,20 @@ def test_screening_keeps_the_informative_features_of_each_bootstrap_member():
     assert all(set(row.tolist()) == {3, 17} for row in model.net.keep)
     with torch.no_grad():
         assert float(((model.members(x).mean(0) - y) ** 2).mean()) < 0.05 * float(y.var())
+
+
+def test_fine_tuning_climbs_the_value_weighted_by_feasibility_and_guidance_also_follows_its_gradient():
+    x, feasible = banned_data(400, 0)
+    reward = torch.where(feasible, 2.0 + x[:, 2], torch.full((400,), float("nan")))
+    model = RewardEnsemble(12, RewardModelConfig(hidden=16, ensemble_size=1, bootstrap=False))
+    model.fit(x, reward.numpy(), feasible.numpy(), -1.0, torch.Generator().manual_seed(0))
+    x_test = banned_data(50, 1)[0].requires_grad_()
+    climb = objective(model, "none", OptimismConfig(), torch.Generator())(x_test)
+    guide = objective(model, "none", OptimismConfig(), torch.Generator(), feasibility_gradient=True)(x_test)
+    value, p = model.members(x_test).mean(0), model.feasibility.prob(x_test)
+    assert torch.allclose(climb, guide) and torch.allclose(climb, p * value - (1 - p))  # the same worth
+    (climb_grad,) = torch.autograd.grad(climb.sum(), x_test)
+    (guide_grad,) = torch.autograd.grad(guide.sum(), x_test)
+    (value_grad,) = torch.autograd.grad(value, x_test, grad_outputs=p.detach(), retain_graph=True)
+    assert torch.allclose(climb_grad, value_grad)  # p weighs the value's gradient and adds none of its own
+    assert (guide_grad - climb_grad)[:, :2].abs().min() > 0  # guidance is also pushed off the banned features
