@@ -256,19 +256,23 @@ class RewardEnsemble:
         return p * value + (1 - p) * self.floor
 
     def weighted(self, value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """What fine-tuning climbs: `expected`, with the classifier's p(feasible) a
-        weight and not a direction, so no gradient flows through p.
+        """What fine-tuning climbs: `expected`, with p(feasible)'s gradient taken
+        only through the features the design has (nonzero entries of x).
 
-        A weight, because p's gradient reaches, through the straight-through
-        sample, every letter that could have been drawn beside a neighbour, and
-        pushing the hazardous ones ever lower is a direction that never runs out:
-        fine-tuning followed it (10-20 nats of KL in round 1, with a reward model
-        that ranked nothing yet) into a narrow, safe and worse model. Greedy on the
+        Only through those, because p's full gradient also reaches, through the
+        straight-through sample, every absent feature (every letter that could
+        have been drawn beside a neighbour), and pushing the hazardous ones ever
+        lower is a direction that never runs out: fine-tuning followed it (10-20
+        nats of KL in round 1, with a reward model that ranked nothing yet) into a
+        narrow, safe and worse model. A present hazard's count can only fall to
+        zero, so its pull ends once the design is clear of it. Greedy on the
         protein task at 1,920 queries, seeds 0-2: 0.12 / 0.10 / 0.07 with p's
-        gradient, 0.31 / 0.26 / 0.22 with p as a weight. Designs the classifier
-        believes infeasible still count for little, so the value is climbed where
-        it is believed to hold."""
-        p = self.feasibility.prob(x).detach()
+        full gradient, 0.31 / 0.26 / 0.22 with p a constant weight (feasible
+        0.60-0.73), 0.33 / 0.28 / 0.32 with the gradient through present features
+        (feasible 0.68-0.72, and seed 0 measured the optimum). Signed features (an
+        image embedding) are rarely exactly zero, so there this is `expected`."""
+        hard = x.detach()
+        p = self.feasibility.prob(hard + (x - hard) * (hard != 0))
         return p * value + (1 - p) * self.floor
 
     def predict(self, x: torch.Tensor) -> np.ndarray | None:
@@ -342,8 +346,9 @@ def objective(
     *, feasibility_gradient: bool = False,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The (optimistic) reward to maximise: features (N, D) -> (N,), differentiable.
-    Fine-tuning climbs `RewardEnsemble.weighted` (p a weight); with
-    `feasibility_gradient`, `expected` (p's gradient too), which guidance takes:
+    Fine-tuning climbs `RewardEnsemble.weighted` (p's gradient through the
+    features a design has); with `feasibility_gradient`, `expected` (p's
+    gradient through every feature), which guidance takes:
     a one-step tilt of each letter, it has no direction to run down, and p's
     gradient keeps its letters feasible (0.255 at 1,920 queries with it).
 
