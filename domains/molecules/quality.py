@@ -1,0 +1,51 @@
+"""How good a molecule generator is, in the terms papers report: validity,
+uniqueness, novelty, QED, SA and the Frechet ChemNet distance.
+
+Definitions follow MOSES (Polykovskiy et al. 2020) and GuacaMol's
+distribution-learning suite: validity is the fraction of samples RDKit
+sanitises as one molecule, with no valence correction (GDSS and DiGress report
+it this way); uniqueness is distinct valid molecules over valid ones; novelty
+is valid distinct molecules absent from the reference set over distinct ones.
+FCD (Preuer et al. 2018) compares ChemNet activations of the valid samples with
+those of reference molecules; the `fcd` package ships ChemNet's weights, so it
+runs offline.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from domains.molecules import oracles
+
+
+def quality(samples: Sequence[str], reference: Sequence[str], *, fcd_reference: Sequence[str] | None = None,
+            ) -> dict[str, Any]:
+    """The generator report over `samples` (SMILES), with novelty against
+    `reference` (canonicalised here) and FCD against `fcd_reference` (default:
+    `reference`). Means of QED and SA are over the valid samples."""
+    reasons = [oracles.check(s) for s in samples]
+    valid = [oracles.canonical_smiles(s) for s, r in zip(samples, reasons) if r is None]
+    distinct = set(valid)
+    known = {oracles.canonical_smiles(s) for s in reference}
+    report: dict[str, Any] = {
+        "samples": len(samples),
+        "validity": len(valid) / max(len(samples), 1),
+        "uniqueness": len(distinct) / max(len(valid), 1),
+        "novelty": len(distinct - known) / max(len(distinct), 1),
+        "invalid_reasons": dict(Counter(r.split(":")[0] for r in reasons if r is not None).most_common()),
+    }
+    if valid:
+        molecules = [oracles.read(s) for s in valid]
+        report["qed_mean"] = float(np.mean([oracles.qed(m) for m in molecules]))
+        report["sa_mean"] = float(np.mean([oracles.sa_score(m) for m in molecules]))
+        report["heavy_atoms_mean"] = float(np.mean([m.GetNumAtoms() for m in molecules]))
+    if len(valid) > 1:
+        import fcd  # imported here: loading ChemNet takes a few seconds that most callers never need
+
+        report["fcd"] = float(fcd.get_fcd(list(valid), list(fcd_reference or reference)))
+    return report
+
