@@ -86,8 +86,14 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _pretrain(args: argparse.Namespace) -> None:
-    if args.data is not None:  # the user's own designs: a new alphabet or length needs its own model
-        if args.task is not None or args.alphabet is None or args.out is None:
+    if args.data is not None and args.task is not None:  # a shipped model's architecture on the user's data
+        if list_tasks().get(args.task) != "molecules" or args.alphabet is not None or args.out is None:
+            raise ValueError("--data with a task name pretrains the molecule model on your SMILES (--out PATH, no "
+                             "--alphabet); for sequences give --data FILE --alphabet LETTERS --out PATH and no task")
+        kwargs = {} if args.steps is None else {"steps": args.steps}
+        report = pretrain(args.task, data=args.data, out=args.out, seed=args.seed, **kwargs)
+    elif args.data is not None:  # the user's own designs: a new alphabet or length needs its own model
+        if args.alphabet is None or args.out is None:
             raise ValueError("pretraining on your own data takes --data FILE --alphabet LETTERS --out PATH "
                              "and no task name")
         from domains.sequences.pretraining import pretrain_on_data
@@ -133,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model, or the sequence model on your own "
                                           "designs, and save its checkpoint")
     pre.add_argument("task", nargs="?", help="task name (see `seiko-bench list`); omit with --data")
-    pre.add_argument("--data", type=Path, help="your designs: FASTA, or one sequence per line, all of one length")
+    pre.add_argument("--data", type=Path, help="your designs: FASTA, or one sequence per line, all of one length; "
+                                               "with a molecule task, a SMILES file (.smi, .csv with a SMILES column)")
     pre.add_argument("--alphabet", help="the letters of your designs, e.g. ACGT (with --data)")
     pre.add_argument("--out", type=Path, help="checkpoint to write (.safetensors; default for a task: its shipped one)")
     pre.add_argument("--steps", type=int, default=None, help="training steps (default: the task's, as shipped)")

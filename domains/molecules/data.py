@@ -24,7 +24,7 @@ MOSES_WHEEL = "molsets==0.3.1"
 MOSES_TRAIN = "moses/dataset/data/train.csv.gz"
 
 
-class DataError(RuntimeError):
+class DataError(ValueError):
     """Pretraining data that cannot be had or read: one line naming why."""
 
 

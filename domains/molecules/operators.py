@@ -13,8 +13,9 @@ is one fragment of at most `max_atoms` uncharged heavy atoms from C N O F S Cl B
 parents' largest (and than six), a double bond inside a three- or four-membered ring, or a ring allene.
 Two refusals go beyond GB-GA, which leaves them to sanitisation, and sanitisation accepts them: a triple
 bond in a ring, and an atom with hydrogens above its lowest valence ([SH] with three bonds, as changing
-the N of a dimethylamine to S makes); drug-like sulfur is hypervalent only as S(=O) without H. Moves drop
-stereochemistry: the graph model holds none, and an edit near a stereocentre would make it meaningless.
+the N of a dimethylamino group to S makes); drug-like sulfur is hypervalent only as S(=O) without H. Moves drop
+stereochemistry (and isotopes): the graph model holds none, and an edit near a stereocentre would make it
+meaningless.
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ class _Parent:
     canonical: str
     """The design as RDKit writes it, stereochemistry kept: what is returned when no move succeeds."""
     flat: str
-    """Canonical without stereochemistry: what a child must differ from to count as a change."""
+    """Canonical without stereochemistry, isotopes or atom maps: what a child must differ from to count as a
+    change."""
     mol: Chem.Mol
-    """Kekulised, stereo-free, hydrogens implicit everywhere: the molecule the moves edit."""
+    """Kekulised, as flat, hydrogens implicit everywhere: the molecule the moves edit."""
     ring_limit: int
+    """The largest ring a child may have: six, or the parent's largest where that is larger (diazepam's seven)."""
 
 
 def _parse(design: str) -> _Parent | None:
@@ -77,6 +80,9 @@ def _parse(design: str) -> _Parent | None:
         return None
     canonical = Chem.MolToSmiles(mol)
     Chem.RemoveStereochemistry(mol)
+    for atom in mol.GetAtoms():  # the graph model holds neither; a stray atom map would confuse molzip
+        atom.SetIsotope(0)
+        atom.SetAtomMapNum(0)
     flat = Chem.MolToSmiles(mol)
     try:
         Chem.Kekulize(mol, clearAromaticFlags=True)

@@ -46,7 +46,7 @@ def pretrain_on_smiles(
     report_samples: int = 1000,
     fcd_reference: int = 10_000,
     **model: Any,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[str]]:
     """Pretrain on `molecules` SMILES drawn (seeded) from `smiles`, save to `out`, report.
 
     `model` holds `GraphDiffusionConfig` fields; `max_atoms` defaults to the
@@ -55,6 +55,7 @@ def pretrain_on_smiles(
     the final NELBO, and `quality` over `report_samples` samples: validity
     without valence correction, uniqueness, novelty against the molecules
     trained on, QED and SA means, FCD against `fcd_reference` other molecules.
+    Returns the report and the SMILES trained on.
     """
     out = Path(out)
     if out.is_dir():
@@ -77,4 +78,4 @@ def pretrain_on_smiles(
     }
     net.metadata = {"pretrain": report}
     net.save(out)
-    return report
+    return report, train

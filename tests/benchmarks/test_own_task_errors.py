@@ -63,6 +63,14 @@ def test_pretraining_on_data_needs_an_alphabet_and_an_output(tmp_path, capsys):
     assert "--alphabet LETTERS --out PATH" in error_of(["pretrain", "--data", str(tmp_path / "x.txt")], capsys)
 
 
+def test_pretraining_a_task_on_data_is_for_the_molecule_model_and_a_missing_smiles_file_is_named(tmp_path, capsys):
+    out = str(tmp_path / "model.safetensors")
+    err = error_of(["pretrain", "ehrlich-l32-c2-k4", "--data", str(tmp_path / "x.txt"), "--out", out], capsys)
+    assert "molecule model on your SMILES" in err
+    assert f"no SMILES file at {tmp_path / 'x.smi'}" in error_of(
+        ["pretrain", "qed", "--data", str(tmp_path / "x.smi"), "--out", out], capsys)
+
+
 @pytest.mark.parametrize("workers", ["0", "-3"])
 def test_workers_below_one_are_refused(tmp_path, capsys, workers):
     assert "--workers must be at least 1" in error_of(["run", "protein", "--out", str(tmp_path), "--workers", workers],

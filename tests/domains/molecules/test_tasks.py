@@ -1,0 +1,31 @@
+"""The molecule tasks' pretraining path on a user's SMILES file (the shipped
+checkpoint's own run is `seiko-bench pretrain osimertinib-mpo`)."""
+
+from __future__ import annotations
+
+import gzip
+
+import torch
+
+from domains.molecules import tasks
+from domains.molecules.graph_diffusion import GraphDiffusionModel
+from domains.molecules.graphs import heavy_atoms
+
+torch.set_num_threads(1)
+SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "CC(=O)Nc1ccc(O)cc1",
+          "O=C(O)c1ccccc1O", "Clc1ccc(Br)cc1F", "CS(=O)(=O)N1CCC1", "C#CC1CC1"]
+
+
+def test_pretraining_on_a_smiles_file_writes_the_model_its_reference_molecules_and_a_report(tmp_path):
+    data = tmp_path / "mine.smi"
+    data.write_text("\n".join(SMILES) + "\n")
+    out = tmp_path / "model.safetensors"
+    report = tasks.pretrain("qed", data=data, out=out, steps=3, molecules=6, fcd_reference=2, report_samples=4,
+                            batch_size=4, num_steps=4, d_node=16, d_edge=8, n_layers=1, n_heads=2)
+    assert report["data"] == str(data) and report["molecules"] == 6 and report["samples"] == 4
+    assert 0 <= report["validity"] <= 1
+    model = GraphDiffusionModel.load(out)
+    assert model.metadata["pretrain"]["final_nelbo"] == report["final_nelbo"]
+    reference = gzip.decompress((tmp_path / tasks.REFERENCE.name).read_bytes()).decode().split()
+    assert len(reference) == 6 and set(reference) <= set(SMILES)
+    assert report["model"]["max_atoms"] == max(heavy_atoms(s) for s in reference)  # the largest molecule trained on
