@@ -24,6 +24,7 @@ from reports.leaderboard import (
     leaderboard_table,
     paired_differences,
     sample_pictures,
+    seiko_contrasts,
     top_designs,
 )
 
@@ -123,17 +124,25 @@ def _table(cells: pd.DataFrame, table: pd.DataFrame) -> str:
             + "\n</tbody></table>")
 
 
+def _small_table(frame: pd.DataFrame, css: str) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
+                   for row in frame.itertuples(index=False))
+    return f"<table class=\"{css}\"><tr>{head}</tr>\n{rows}</table>"
+
+
 def _paired(cells: pd.DataFrame, table: pd.DataFrame) -> str:
-    """The leader minus every other method, paired by seed (as in the Markdown leaderboard)."""
+    """The leader minus every other method, paired by seed, and SEIKO's contrasts (as in the Markdown leaderboard)."""
     methods = table["method"].tolist()
     if len(methods) < 2:
         return ""
-    paired = paired_differences(cells, methods)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in paired.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
-                   for row in paired.itertuples(index=False))
-    return (f"<h3>Paired differences</h3>\n<p>Between the leader and every other method on the same seeds; "
-            f"told apart when the 95% interval excludes 0.</p>\n<table class=\"paired\"><tr>{head}</tr>\n{rows}</table>")
+    out = (f"<h3>Paired differences</h3>\n<p>Between the leader and every other method on the same seeds; "
+           f"told apart when the 95% interval excludes 0.</p>\n{_small_table(paired_differences(cells, methods), 'paired')}")
+    contrasts = seiko_contrasts(cells)
+    if len(contrasts):
+        out += ("\n<h3>SEIKO's question</h3>\n<p>Does optimism beat the plain fit (Greedy), and do rounds beat "
+                f"one non-adaptive fit, at equal feedback? Paired by seed.</p>\n{_small_table(contrasts, 'paired')}")
+    return out
 
 
 def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:

@@ -97,6 +97,20 @@ def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paired(values: pd.DataFrame, a: str, b: str) -> tuple[str, int, bool]:
+    """a minus b over the seeds both ran: "mean ± half-width", seeds, told apart."""
+    diff = (values[a] - values[b]).dropna().to_numpy()
+    mean, half = ci95(diff)
+    shown = "n/a" if not np.isfinite(mean) else f"{mean:+.3f}" + ("" if not np.isfinite(half) else f" ± {half:.3f}")
+    return shown, len(diff), bool(np.isfinite(half) and abs(mean) > half)
+
+
+def _by_seed(cells: pd.DataFrame) -> pd.DataFrame:
+    key = ranking_key(cells)
+    return cells.assign(v=pd.to_numeric(cells[key], errors="coerce")).pivot_table(
+        index="seed", columns="method", values="v", aggfunc="first")
+
+
 def paired_differences(cells: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     """The leader's final value minus every other method's, paired by seed;
     `order` is the leaderboard's method column, leader first.
@@ -105,18 +119,31 @@ def paired_differences(cells: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     draws (the same generator seed) and so much of their noise: the interval of a
     paired difference is what says whether two methods can be told apart, where
     two overlapping per-method intervals say little."""
-    key = ranking_key(cells)
-    leader = order[0]
-    values = cells.assign(v=pd.to_numeric(cells[key], errors="coerce")).pivot_table(
-        index="seed", columns="method", values="v", aggfunc="first")
+    key, values, leader = ranking_key(cells), _by_seed(cells), order[0]
     rows = []
     for method in order[1:]:
-        diff = (values[leader] - values[method]).dropna().to_numpy()
-        mean, half = ci95(diff)
-        shown = "n/a" if not np.isfinite(mean) else f"{mean:+.3f}" + ("" if not np.isfinite(half) else f" ± {half:.3f}")
-        apart = np.isfinite(half) and abs(mean) > half
+        shown, seeds, apart = _paired(values, leader, method)
         rows.append({"method": method, f"{leader} minus method ({key.replace('_', ' ')}, 95% CI)": shown,
-                     "seeds paired": str(len(diff)), "told apart": "yes" if apart else "no"})
+                     "seeds paired": str(seeds), "told apart": "yes" if apart else "no"})
+    return pd.DataFrame(rows)
+
+
+SEIKO_QUESTION = [("seiko-ucb", "greedy"), ("seiko-bootstrap", "greedy"), ("seiko-ts", "greedy"),
+                  ("seiko-ucb", "non-adaptive"), ("seiko-bootstrap", "non-adaptive"), ("greedy", "non-adaptive")]
+"""SEIKO's question (Uehara et al. 2024, Table 1): at equal feedback, does optimism
+(UCB, bootstrap, Thompson sampling) beat the plain fit, and does adaptivity
+(rounds) beat one non-adaptive fit?"""
+
+
+def seiko_contrasts(cells: pd.DataFrame) -> pd.DataFrame:
+    """SEIKO's contrasts, paired by seed, for the pairs whose both methods ran (empty if none)."""
+    key, values = ranking_key(cells), _by_seed(cells)
+    rows = []
+    for a, b in SEIKO_QUESTION:
+        if a in values and b in values:
+            shown, seeds, apart = _paired(values, a, b)
+            rows.append({"contrast": f"{a} minus {b}", f"{key.replace('_', ' ')} (95% CI)": shown,
+                         "seeds paired": str(seeds), "told apart": "yes" if apart else "no"})
     return pd.DataFrame(rows)
 
 
@@ -214,6 +241,10 @@ def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) 
         lines += ["Paired differences (same seeds) between the leader and every other method; "
                   "'told apart' when the 95% interval excludes 0:", "",
                   markdown_table(paired_differences(cells, table["method"].tolist())), ""]
+    contrasts = seiko_contrasts(cells)
+    if len(contrasts):
+        lines += ["SEIKO's question, paired by seed: does optimism beat the plain fit (Greedy), and do rounds "
+                  "beat one non-adaptive fit, at equal feedback?", "", markdown_table(contrasts), ""]
     lines += [f"![curves]({image})", ""]
     pictures = sample_pictures(cells, base)
     if pictures:

@@ -235,3 +235,19 @@ def test_paired_differences_are_the_leaders_seed_by_seed_gaps_in_markdown_and_ht
     assert f"| greedy | {shown} | 2 | no |" in markdown  # the interval holds 0 with two seeds
     page = (results / "index.html").read_text()
     assert f"<td>greedy</td><td>{shown}</td><td>2</td><td>no</td>" in page
+
+
+def test_seikos_question_is_answered_by_the_contrasts_whose_methods_ran():
+    from reports.leaderboard import seiko_contrasts
+
+    values = {"seiko-ucb": [0.5, 0.6, 0.7], "greedy": [0.3, 0.3, 0.4], "non-adaptive": [0.3, 0.5, 0.4]}
+    cells = pd.DataFrame([{"method": m, "seed": s, "final_value": v} for m, vs in values.items()
+                          for s, v in enumerate(vs)])
+    table = seiko_contrasts(cells)
+    assert table["contrast"].tolist() == ["seiko-ucb minus greedy", "seiko-ucb minus non-adaptive",
+                                          "greedy minus non-adaptive"]  # no bootstrap or TS ran
+    gaps = np.array([0.2, 0.3, 0.3])
+    half = 4.303 * gaps.std(ddof=1) / 3**0.5  # t(0.975, 2 df)
+    assert table.iloc[0, 1] == f"+{gaps.mean():.3f} ± {half:.3f}" and table.iloc[0, 3] == "yes"
+    assert table.iloc[2, 3] == "no"  # greedy minus non-adaptive: 0, -0.2, 0
+    assert seiko_contrasts(cells[cells["method"] == "greedy"]).empty
