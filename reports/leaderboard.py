@@ -163,9 +163,12 @@ def header_lines(cells: pd.DataFrame) -> list[str]:
         f"Seeds: {seeds}",
     ]
     if "oracle_calls" in cells:  # a sum of k oracles calls each one per measurement
-        per_query = _numbers(cells["oracle_calls"] / cells["queries_used"].where(cells["queries_used"] > 0))
+        # Per design the oracle was asked about: free queries (an infeasible design where those cost
+        # nothing) call it too, cached repeats do not.
+        asked = cells["queries_logged"] - cells["cache_hits"] if "cache_hits" in cells else cells["queries_used"]
+        per_query = _numbers(cells["oracle_calls"] / asked.where(asked > 0))
         if len(per_query) and per_query.max() > 1:
-            lines.append(f"Oracle calls: up to {per_query.max():g} per query (the oracle is a sum of several)")
+            lines.append(f"Oracle calls: up to {per_query.max():g} per design measured (the oracle is a sum of several)")
     optimum = task_optimum(cells)
     if optimum is not None:
         lines.append(f"Optimum: {optimum:g}")
