@@ -72,7 +72,8 @@ class MoleculeFeaturiser:
         valence = order.sum(-1)  # (N, n)
         excess = torch.einsum("nia,nia->na", atoms, torch.relu(valence[..., None] - MAX_VALENCE))
         lonely = (present * torch.prod(1 - bonds.sum(-1), dim=-1)).sum(1, keepdim=True)
-        adjacency, power, walks = bonds.sum(-1), bonds.sum(-1), []
+        adjacency = bonds.sum(-1)
+        power, walks = adjacency, []
         for k in range(2, WALKS.stop):
             power = power @ adjacency
             if k in WALKS:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
 
 from domains.molecules import oracles
 
@@ -27,8 +28,10 @@ def quality(samples: Sequence[str], reference: Sequence[str], *, fcd_reference: 
     """The generator report over `samples` (SMILES), with novelty against
     `reference` (canonicalised here) and FCD against `fcd_reference` (default:
     `reference`). Means of QED and SA are over the valid samples."""
-    reasons = [oracles.check(s) for s in samples]
-    valid = [oracles.canonical_smiles(s) for s, r in zip(samples, reasons) if r is None]
+    parsed = [oracles.read(s) for s in samples]  # each sample parsed once: a molecule, or why it is none
+    reasons = [m if isinstance(m, str) else oracles.structure_problem(m) for m in parsed]
+    molecules = [m for m, r in zip(parsed, reasons) if r is None]
+    valid = [Chem.MolToSmiles(m) for m in molecules]
     distinct = set(valid)
     known = {oracles.canonical_smiles(s) for s in reference}
     report: dict[str, Any] = {
@@ -39,7 +42,6 @@ def quality(samples: Sequence[str], reference: Sequence[str], *, fcd_reference: 
         "invalid_reasons": dict(Counter(r.split(":")[0] for r in reasons if r is not None).most_common()),
     }
     if valid:
-        molecules = [oracles.read(s) for s in valid]
         report["qed_mean"] = float(np.mean([oracles.qed(m) for m in molecules]))
         report["sa_mean"] = float(np.mean([oracles.sa_score(m) for m in molecules]))
         report["heavy_atoms_mean"] = float(np.mean([m.GetNumAtoms() for m in molecules]))
