@@ -22,22 +22,19 @@ Representations: the model works on (N, 1, 16, 16) float tensors in [-1, 1]; des
 
 from __future__ import annotations
 
-import copy
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, UNet2DModel
-from safetensors.torch import load_file, save_file
-from torch import nn
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
+from domains.diffusion.checkpoint import Checkpointed
 from domains.diffusion.ddim_policy import DDIMPolicy
 from domains.images.design import ImageDesign
 from domains.images.digits import digit_labels, from_pixels, stack_pixels, to_designs
@@ -99,7 +96,7 @@ class DigitDiffusionConfig:
             raise ValueError("num_classes and layers_per_block must be positive")
 
 
-class DigitDiffusionModel(DDIMPolicy, nn.Module):
+class DigitDiffusionModel(DDIMPolicy, Checkpointed):
     """The digits `DiffusionModel`: a class-conditional DDIM sampler (`DDIMPolicy`) around a
     `UNet2DModel`. Conditions are digit labels, drawn uniformly when not given. States are the
     (N, 1, H, W) images themselves; `x` (of `sample`, `sample_with_grad`, `sample_guided`, and
@@ -109,6 +106,7 @@ class DigitDiffusionModel(DDIMPolicy, nn.Module):
     the unclamped states."""
 
     condition_name = "digit labels"
+    config_cls = DigitDiffusionConfig
     # sample_with_grad checkpoints each UNet call it back-propagates through; guidance does not
     # (one UNet call, back-propagated at once, whose activations are small at 16x16).
     _checkpoint_steps, _checkpoint_guidance = True, False
@@ -186,37 +184,6 @@ class DigitDiffusionModel(DDIMPolicy, nn.Module):
         return from_pixels(stack_pixels(designs, self.cfg.image_size))
 
     # ----- bookkeeping -----------------------------------------------------------
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def frozen_copy(self) -> DigitDiffusionModel:
-        frozen = copy.deepcopy(self).eval()
-        frozen.requires_grad_(False)
-        return frozen
-
-    def save(self, path: str | Path) -> None:
-        """Weights as safetensors at `path`, config and metadata as JSON beside it (`.json`), each
-        written to a temporary file and renamed, so that a reader never sees half a checkpoint."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(path)
-        meta = {"config": asdict(self.cfg), "metadata": self.metadata}
-        tmp_json = path.with_name(path.name + ".json.tmp")
-        tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp_json.replace(path.with_suffix(".json"))
-
-    @classmethod
-    def load(cls, path: str | Path) -> DigitDiffusionModel:
-        path = Path(path)
-        meta_path = path.with_suffix(".json")
-        if not path.exists() or not meta_path.exists():
-            raise FileNotFoundError(f"no checkpoint at {path} (with {meta_path.name} beside it)")
-        meta = json.loads(meta_path.read_text())
-        model = cls(DigitDiffusionConfig(**meta["config"]), meta.get("metadata"))
-        model.load_state_dict(load_file(str(path)))
-        return model
 
 
 def pretrain_digits(

@@ -33,22 +33,19 @@ the data side (`graphs.py`).
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
 from domains.base import DifferentiableSample, SampleOutput, Trajectory
+from domains.diffusion.checkpoint import Checkpointed
+from domains.diffusion.masked import categorical_kl, draw_one_hot, gumbel_noise, reveal_set_log_prob, truncate_min_p
 from domains.molecules import graphs as G
-from domains.sequences.mdlm import gumbel_noise
 
 NODE_V, EDGE_V = len(G.NODE_TYPES), len(G.BOND_TYPES)
 NODE_MASK, EDGE_MASK = NODE_V, EDGE_V  # the mask is one past each vocabulary
@@ -164,8 +161,10 @@ def _symmetric(upper_values: torch.Tensor) -> torch.Tensor:
     return upper + upper.transpose(1, 2)
 
 
-class GraphDiffusionModel(nn.Module):
+class GraphDiffusionModel(Checkpointed):
     """The molecule-domain `DiffusionModel`: a masked sampler around a `GraphDenoiser`."""
+
+    config_cls = GraphDiffusionConfig
 
     def __init__(self, cfg: GraphDiffusionConfig, metadata: dict[str, Any] | None = None):
         super().__init__()
@@ -206,30 +205,20 @@ class GraphDiffusionModel(nn.Module):
         node_lp = torch.log_softmax(step.node_logits, -1).gather(-1, x_next.nodes.clamp(max=NODE_V - 1)[..., None])
         edge_lp = torch.log_softmax(step.edge_logits, -1).gather(-1, x_next.edges.clamp(max=EDGE_V - 1)[..., None])
         lp = (node_lp[..., 0] * node_new).sum(-1) + (edge_lp[..., 0] * edge_new).sum((-1, -2))
-        m, k = self._masked_count(step).double(), step.reveal
-        set_lp = (torch.lgamma(torch.tensor(k + 1.0)) + torch.lgamma(m - k + 1) - torch.lgamma(m + 1)).float()
+        lp = lp + reveal_set_log_prob(self._masked_count(step), step.reveal)
         revealed = node_new.sum(-1) + edge_new.sum((-1, -2))
-        return torch.where(revealed == k, lp + set_lp, torch.full_like(lp, -torch.inf))
+        return torch.where(revealed == step.reveal, lp, torch.full_like(lp, -torch.inf))
 
     def _truncated(self, logits: torch.Tensor) -> torch.Tensor:
-        """Min-p truncated logits (-inf below min_p times the top probability)."""
-        if self.cfg.min_p == 0:
-            return logits
-        logp = torch.log_softmax(logits, -1)
-        return logits.masked_fill(logp < logp.amax(-1, keepdim=True) + math.log(self.cfg.min_p), -torch.inf)
+        return truncate_min_p(logits, self.cfg.min_p)
 
     @staticmethod
     def _step_kl(step: _Step, ref_node_logits: torch.Tensor, ref_edge_logits: torch.Tensor) -> torch.Tensor:
         """(N,) KL between two models' step distributions: both choose the revealed
         elements alike, so KL = p_unmask * sum over masked elements of KL(types)."""
-
-        def kl(logits: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-            logp, logq = torch.log_softmax(logits, -1), torch.log_softmax(ref, -1)
-            return (logp.exp() * (logp - logq)).sum(-1)
-
         upper = _upper(step.edge_masked.shape[1])
-        nodes = (kl(step.node_logits, ref_node_logits) * step.node_masked).sum(-1)
-        edges = (kl(step.edge_logits, ref_edge_logits) * (step.edge_masked & upper)).sum((-1, -2))
+        nodes = (categorical_kl(step.node_logits, ref_node_logits) * step.node_masked).sum(-1)
+        edges = (categorical_kl(step.edge_logits, ref_edge_logits) * (step.edge_masked & upper)).sum((-1, -2))
         return step.p_unmask * (nodes + edges)
 
     def _unmask(self, step: _Step, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -318,21 +307,14 @@ class GraphDiffusionModel(nn.Module):
                 kls.append(self._step_kl(step, *ref))
             node_noise, edge_noise = self._noise(step, generator)
             node_new, edge_new = self._unmask(step, generator)
-            node_type = self._draw(self._truncated(step.node_logits) + node_noise, differentiable)
-            edge_type = self._draw(self._truncated(step.edge_logits) + edge_noise, differentiable)
+            temperature = self.cfg.gumbel_temperature
+            node_type = draw_one_hot(self._truncated(step.node_logits) + node_noise, temperature, differentiable)
+            edge_type = draw_one_hot(self._truncated(step.edge_logits) + edge_noise, temperature, differentiable)
             nodes = torch.where(node_new[..., None], F.pad(node_type, (0, 1)), nodes)
             edges = torch.where(edge_new[..., None], F.pad(edge_type, (0, 1)), edges)
         x = G.SoftGraphs(nodes[..., :NODE_V], edges[..., :EDGE_V])
         kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)
         return DifferentiableSample(x, self.decode(x.detach().hard()), kl)
-
-    def _draw(self, noisy: torch.Tensor, differentiable: bool) -> torch.Tensor:
-        """One-hot of the Gumbel-max draw; straight-through Gumbel-softmax when differentiable."""
-        hard = F.one_hot(noisy.argmax(-1), noisy.shape[-1]).float()
-        if not differentiable:
-            return hard
-        soft = torch.softmax(noisy / self.cfg.gumbel_temperature, -1)
-        return hard - soft.detach() + soft
 
     def sample_guided(
         self,
@@ -398,14 +380,6 @@ class GraphDiffusionModel(nn.Module):
         return (weights * per_graph).sum() / weights.sum()
 
     # ----- bookkeeping -----------------------------------------------------------
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def frozen_copy(self) -> GraphDiffusionModel:
-        frozen = copy.deepcopy(self).eval()
-        frozen.requires_grad_(False)
-        return frozen
-
     def conditions(self, designs: Sequence[str]) -> None:
         return None
 
@@ -414,25 +388,3 @@ class GraphDiffusionModel(nn.Module):
 
     def decode(self, x: G.Graphs) -> list[str]:
         return G.decode(x)
-
-    def save(self, path: str | Path) -> None:
-        """Weights as safetensors at `path`, config and metadata as JSON beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(path)
-        tmp_json = path.with_suffix(".json.tmp")
-        tmp_json.write_text(json.dumps({"config": asdict(self.cfg), "metadata": self.metadata}, indent=2) + "\n")
-        tmp_json.replace(path.with_suffix(".json"))
-
-    @classmethod
-    def load(cls, path: str | Path) -> GraphDiffusionModel:
-        path = Path(path)
-        meta_path = path.with_suffix(".json")
-        if not path.exists() or not meta_path.exists():
-            raise FileNotFoundError(f"no checkpoint at {path} (with {meta_path.name} beside it)")
-        meta = json.loads(meta_path.read_text())
-        model = cls(GraphDiffusionConfig(**meta["config"]), meta.get("metadata"))
-        model.load_state_dict(load_file(str(path)))
-        return model

@@ -1,6 +1,6 @@
 """Pretraining the graph diffusion model on MOSES, or on a user's SMILES.
 
-The loop is the sequence model's (`domains.sequences.pretraining.pretrain_mdlm`:
+The loop is the sequence model's (`domains.diffusion.pretraining.fit_denoiser`:
 AdamW, one-cycle schedule, gradient clip 1.0), which only asks a model for its
 denoising loss; batches are drawn with replacement from the encoded molecules.
 The report is `domains.molecules.quality` over fresh samples, with novelty
@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from domains.diffusion.pretraining import fit_denoiser
 from domains.molecules import graphs as G
 from domains.molecules.graph_diffusion import GraphDiffusionConfig, GraphDiffusionModel
 from domains.molecules.quality import quality
-from domains.sequences.pretraining import pretrain_mdlm
 
 
 def encode_in_chunks(smiles: list[str], max_atoms: int, chunk: int = 2000) -> G.Graphs:
@@ -68,7 +68,7 @@ def pretrain_on_smiles(
     torch.manual_seed(seed)
     net = GraphDiffusionModel(cfg)
     n = len(data)
-    net, final_nelbo = pretrain_mdlm(net, lambda b, g: data[torch.randint(n, (b,), generator=g)], steps=steps,
+    net, final_nelbo = fit_denoiser(net, lambda b, g: data[torch.randint(n, (b,), generator=g)], steps=steps,
                                      batch_size=batch_size, lr=lr, seed=seed, desc=f"pretrain on {source}")
     designs = sample_smiles(net, report_samples, torch.Generator().manual_seed(seed + 2))
     report = {

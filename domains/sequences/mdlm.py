@@ -35,19 +35,17 @@ MDLM reference code is a Lightning research repo, not a library.
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
 from domains.base import DifferentiableSample, SampleOutput, Trajectory
+from domains.diffusion.checkpoint import Checkpointed
+from domains.diffusion.masked import categorical_kl, draw_one_hot, gumbel_noise, reveal_set_log_prob, truncate_min_p
 from domains.sequences import alphabet as alpha
 
 
@@ -111,12 +109,6 @@ class Denoiser(nn.Module):
         return self.head(self.norm(h))
 
 
-def gumbel_noise(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
-    # By hand because F.gumbel_softmax draws from the global RNG and takes no generator.
-    u = torch.rand(shape, generator=generator).clamp_(1e-10, 1 - 1e-10)
-    return -torch.log(-torch.log(u))
-
-
 @dataclass
 class _Step:
     """One reverse step's quantities, shared by sampling, log-probs and KL."""
@@ -127,8 +119,10 @@ class _Step:
     p_unmask: float  # the chance that a given masked position is among them
 
 
-class MaskedDiffusionModel(nn.Module):
+class MaskedDiffusionModel(Checkpointed):
     """The sequence-domain `DiffusionModel`: an MDLM sampler around a `Denoiser`."""
+
+    config_cls = MDLMConfig
 
     def __init__(self, cfg: MDLMConfig, metadata: dict[str, Any] | None = None):
         super().__init__()
@@ -163,26 +157,20 @@ class MaskedDiffusionModel(nn.Module):
         the revealed set, -log C(m, k); -inf if the step revealed another number of positions."""
         revealed = step.masked & (x_next != mask_id)
         token_lp = torch.log_softmax(step.logits, -1).gather(-1, x_next.clamp(max=mask_id - 1)[..., None])[..., 0]
-        m, k = step.masked.sum(-1).double(), step.reveal
-        set_lp = (torch.lgamma(torch.tensor(k + 1.0)) + torch.lgamma(m - k + 1) - torch.lgamma(m + 1)).float()
-        lp = torch.where(revealed, token_lp, torch.zeros_like(token_lp)).sum(-1) + set_lp
-        return torch.where(revealed.sum(-1) == k, lp, torch.full_like(lp, -torch.inf))
+        lp = torch.where(revealed, token_lp, torch.zeros_like(token_lp)).sum(-1)
+        lp = lp + reveal_set_log_prob(step.masked.sum(-1), step.reveal)
+        return torch.where(revealed.sum(-1) == step.reveal, lp, torch.full_like(lp, -torch.inf))
 
     def _draw_logits(self, step: _Step) -> torch.Tensor:
-        """The logits tokens are drawn from: min-p truncated (-inf below min_p times the top probability)."""
-        if self.cfg.min_p == 0:
-            return step.logits
-        logp = torch.log_softmax(step.logits, -1)
-        floor = logp.amax(-1, keepdim=True) + torch.log(torch.tensor(self.cfg.min_p))
-        return step.logits.masked_fill(logp < floor, -torch.inf)
+        """The logits tokens are drawn from: min-p truncated."""
+        return truncate_min_p(step.logits, self.cfg.min_p)
 
     @staticmethod
     def _step_kl(step: _Step, ref_logits: torch.Tensor) -> torch.Tensor:
         """(N,) KL between the two models' step distributions. Both choose the revealed
         positions alike, so only the tokens differ: KL = p_unmask * sum over masked
         positions of KL(x_theta || x_ref)."""
-        logp, logq = torch.log_softmax(step.logits, -1), torch.log_softmax(ref_logits, -1)
-        kl = (logp.exp() * (logp - logq)).sum(-1)
+        kl = categorical_kl(step.logits, ref_logits)
         return step.p_unmask * torch.where(step.masked, kl, torch.zeros_like(kl)).sum(-1)
 
     def _unmask(self, step: _Step, generator: torch.Generator) -> torch.Tensor:
@@ -259,13 +247,7 @@ class MaskedDiffusionModel(nn.Module):
                     ref_logits = reference.denoiser(z)
                 kls.append(self._step_kl(step, ref_logits))
             noisy = self._draw_logits(step) + gumbel_noise(step.logits.shape, generator)
-            hard = F.one_hot(noisy.argmax(-1), V).float()
-            if differentiable:
-                soft = torch.softmax(noisy / self.cfg.gumbel_temperature, -1)
-                token = hard - soft.detach() + soft  # straight-through
-            else:
-                token = hard
-            token = F.pad(token, (0, 1))
+            token = F.pad(draw_one_hot(noisy, self.cfg.gumbel_temperature, differentiable), (0, 1))
             z = torch.where(self._unmask(step, generator)[..., None], token, z)
         x = z[..., :V]
         kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)
@@ -330,14 +312,6 @@ class MaskedDiffusionModel(nn.Module):
         return (weights * per_sequence).sum() / weights.sum()
 
     # ----- bookkeeping -----------------------------------------------------------
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def frozen_copy(self) -> MaskedDiffusionModel:
-        frozen = copy.deepcopy(self).eval()
-        frozen.requires_grad_(False)
-        return frozen
-
     def conditions(self, designs: Sequence[str]) -> None:
         return None
 
@@ -346,26 +320,3 @@ class MaskedDiffusionModel(nn.Module):
 
     def decode(self, x: torch.Tensor) -> list[str]:
         return alpha.decode(x, self.cfg.alphabet)
-
-    def save(self, path: str | Path) -> None:
-        """Weights as safetensors at `path`, config and metadata as JSON beside it."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(path)
-        meta = {"config": asdict(self.cfg), "metadata": self.metadata}
-        tmp_json = path.with_suffix(".json.tmp")
-        tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp_json.replace(path.with_suffix(".json"))
-
-    @classmethod
-    def load(cls, path: str | Path) -> MaskedDiffusionModel:
-        path = Path(path)
-        meta_path = path.with_suffix(".json")
-        if not path.exists() or not meta_path.exists():
-            raise FileNotFoundError(f"no checkpoint at {path} (with {meta_path.name} beside it)")
-        meta = json.loads(meta_path.read_text())
-        model = cls(MDLMConfig(**meta["config"]), meta.get("metadata"))
-        model.load_state_dict(load_file(str(path)))
-        return model

@@ -1,7 +1,7 @@
 """Pretraining the masked diffusion model: one loop for the built-in tasks and a user's data.
 
-`pretrain_mdlm` is the training loop (AdamW, one-cycle schedule, gradient clip
-1.0) over batches from any source: the Ehrlich tasks draw fresh Markov-process
+The training loop is `domains.diffusion.pretraining.fit_denoiser` (AdamW,
+one-cycle schedule, gradient clip 1.0) over batches from any source: the Ehrlich tasks draw fresh Markov-process
 samples (`domains.sequences.tasks.pretrain`), `pretrain_on_data` draws from a
 user's file of sequences (what `seiko-bench pretrain --data FILE` runs) and
 reports how close the model's samples come to the data.
@@ -9,13 +9,12 @@ reports how close the model's samples come to the data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import trange
 
+from domains.diffusion.pretraining import fit_denoiser
 from domains.sequences.data import encode_sequences, read_sequences
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
@@ -29,49 +28,6 @@ def new_model(cfg: MDLMConfig, seed: int) -> MaskedDiffusionModel:
     """A freshly initialised model; the initial weights depend on `seed` alone."""
     torch.manual_seed(seed)
     return MaskedDiffusionModel(cfg)
-
-
-def pretrain_mdlm(
-    model: MaskedDiffusionModel,
-    next_batch: Callable[[int, torch.Generator], torch.Tensor],
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    desc: str = "pretrain",
-) -> tuple[MaskedDiffusionModel, float]:
-    """Fit `model` to the MDLM NELBO for `steps` steps and return it (in eval mode)
-    with the last step's NELBO.
-
-    `next_batch(batch_size, generator)` gives (batch_size, L) clean token ids; it
-    draws from a generator seeded with `seed`, and the forward process's noise
-    from one seeded with `seed + 1` (so a sampler seeded with `seed + 2` is free
-    for reports). AdamW (weight decay 0.01), a one-cycle schedule peaking at `lr`
-    after 5% of the steps, gradients clipped to norm 1.0; a tqdm bar shows the NELBO.
-    """
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be at least 1, got steps={steps}, batch_size={batch_size}")
-    if not lr > 0:
-        raise ValueError(f"the learning rate must be positive, got {lr}")
-    data_gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    # torch's OneCycleLR divides by zero when the warm-up ends exactly at step 0
-    # (0.05 * steps == 1, i.e. 20 steps); warm up over two steps there instead.
-    pct_start = 0.05 if 0.05 * steps != 1 else 2 / steps
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=pct_start)
-    model.train()
-    bar = trange(steps, desc=desc, unit="step")
-    for _ in bar:
-        loss = model.denoising_loss(next_batch(batch_size, data_gen), generator=noise_gen)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(nelbo=f"{loss.item():.3f}")
-    model.eval()
-    return model, loss.item()
 
 
 def sample_designs(model: MaskedDiffusionModel, n: int, generator: torch.Generator, chunk: int = 250) -> list[str]:
@@ -150,7 +106,7 @@ def pretrain_on_data(
     cfg = MDLMConfig(alphabet=alphabet, length=length, num_steps=num_steps or length, d_model=d_model,
                      n_layers=n_layers, n_heads=n_heads, min_p=MODEL["min_p"])
     model = new_model(cfg, seed)
-    model, final_nelbo = pretrain_mdlm(
+    model, final_nelbo = fit_denoiser(
         model, lambda b, g: data[torch.randint(n, (b,), generator=g)],
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, desc=f"pretrain {path.name}",
     )

@@ -19,11 +19,12 @@ import torch
 
 from domains.base import Task
 from domains.composite import WeightedSum
+from domains.diffusion.pretraining import fit_denoiser
 from domains.sequences.ehrlich import Ehrlich, EhrlichConfig, MotifPresence
 from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 from domains.sequences.operators import StringOperators
-from domains.sequences.pretraining import MODEL, new_model, pretrain_mdlm, sample_designs
+from domains.sequences.pretraining import MODEL, new_model, sample_designs
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 DOMAIN = "protein"
@@ -79,7 +80,7 @@ def pretrain(name: str, *, steps: int = 2500, batch_size: int = 256, lr: float =
     oracle = Ehrlich(TASKS[name])
     model = new_model(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, num_steps=oracle.config.dim,
                                  **MODEL), seed)
-    model, final_nelbo = pretrain_mdlm(model, oracle.sample_markov, steps=steps, batch_size=batch_size, lr=lr,
+    model, final_nelbo = fit_denoiser(model, oracle.sample_markov, steps=steps, batch_size=batch_size, lr=lr,
                                        seed=seed, desc=f"pretrain {name}")
     designs = sample_designs(model, report_samples, torch.Generator().manual_seed(seed + 2))
     answer = oracle(designs)

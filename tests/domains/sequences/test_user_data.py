@@ -14,7 +14,7 @@ from domains.base import OracleOutput, Task
 from domains.sequences import tasks
 from domains.sequences.data import check_alphabet, encode_sequences, read_sequences
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
-from domains.sequences.pretraining import new_model, pretrain_mdlm, pretrain_on_data, sample_designs
+from domains.sequences.pretraining import fit_denoiser, new_model, pretrain_on_data, sample_designs
 from domains.sequences.user_task import read_config, sequence_task
 
 SEQUENCES = ["ACGTAC", "GGTACA", "TTACGA"]
@@ -228,14 +228,14 @@ def test_pretrain_on_data_checks_the_output_path_before_training(tmp_path):
 def test_twenty_steps_train_although_one_cycle_warm_up_would_end_at_step_zero():
     model = new_model(MDLMConfig("ACGT", 4, num_steps=4, d_model=8, n_layers=1, n_heads=2), 0)
     data = encode_sequences(["ACGT", "TGCA"], "ACGT")
-    _, nelbo = pretrain_mdlm(model, lambda b, g: data[torch.randint(2, (b,), generator=g)],
+    _, nelbo = fit_denoiser(model, lambda b, g: data[torch.randint(2, (b,), generator=g)],
                              steps=20, batch_size=4, lr=1e-3, seed=0)
     assert np.isfinite(nelbo)
 
 
 # ----- the Ehrlich tasks' pretraining is unchanged ---------------------------------------
 def old_ehrlich_pretrain(name: str, *, steps: int, batch_size: int, lr: float, seed: int) -> tuple[dict, float]:
-    """The loop `domains.sequences.tasks.pretrain` ran before it called `pretrain_mdlm`."""
+    """The loop `domains.sequences.tasks.pretrain` ran before it called `fit_denoiser`."""
     oracle = tasks.Ehrlich(tasks.TASKS[name])
     torch.manual_seed(seed)
     model = MaskedDiffusionModel(MDLMConfig(alphabet=oracle.alphabet, length=oracle.config.dim, num_steps=16, **tasks.MODEL))
