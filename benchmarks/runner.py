@@ -43,7 +43,7 @@ from algorithms.registry import build_method
 from benchmarks.spec import Spec, SpecError
 from domains.tasks import TaskRef, load_factory, package_files
 from reports import atomic_write
-from reports.metrics import summarise
+from reports.metrics import summarise, top_keys
 
 # The held-out samples of the first and last evaluation, drawn where a task can render them.
 SAMPLE_PICTURES = ("samples_first.png", "samples_last.png")
@@ -167,8 +167,10 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
                  eval_seed=10_000 + seed, eval_oracle=evaluation_oracle(spec, task, ref), on_round=save)
     finally:
         bar.close()  # also on error, so the error line is not glued to an open bar
+    log = oracle.log()
     metrics = {
-        **summarise(oracle.log(), spec.budget, task.oracle.floor, freq=spec.auc_freq),
+        **summarise(log, spec.budget, task.oracle.floor, freq=spec.auc_freq),
+        **(task.design_metrics(top_keys(log)) if task.design_metrics is not None else {}),
         "final_value": records[-1].value,
         "final_feasible": records[-1].feasible_fraction,
         "final_learned_reward": records[-1].learned_reward,

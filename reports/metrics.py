@@ -78,6 +78,12 @@ def best_so_far(log: pd.DataFrame, floor: float) -> np.ndarray:
     return np.maximum.accumulate(scores(log, floor)["score"].to_numpy(dtype=float))
 
 
+def top_keys(log: pd.DataFrame, k: int = 10) -> list[str]:
+    """Keys of the k best feasible charged queries, best first (ties in call order)."""
+    charged = log[log["charged"] & log["feasible"]].sort_values("call")
+    return charged.sort_values("reward", ascending=False, kind="stable")["key"].head(k).tolist()
+
+
 def top_k_curve(log: pd.DataFrame, floor: float, k: int = 10) -> np.ndarray:
     """Mean of the top-k scores among the first i charged queries, for i = 1..n.
 

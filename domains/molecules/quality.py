@@ -14,11 +14,13 @@ runs offline.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from rdkit import Chem
+from rdkit.Chem import rdFingerprintGenerator
+from rdkit.DataStructs import BulkTanimotoSimilarity
 
 from domains.molecules import oracles
 
@@ -51,3 +53,21 @@ def quality(samples: Sequence[str], reference: Sequence[str], *, fcd_reference: 
         report["fcd"] = float(fcd.get_fcd(list(valid), list(fcd_reference or reference)))
     return report
 
+
+
+def top_designs_metrics(reference: Sequence[str]) -> Callable[[Sequence[str]], dict[str, float]]:
+    """The molecule task's `design_metrics`: of the best molecules a run measured,
+    `top10_diversity` (mean pairwise Tanimoto distance of their Morgan
+    fingerprints, radius 2, 2,048 bits, PMO's diversity) and `top10_novelty`
+    (the share absent from `reference`, the training molecules shipped)."""
+    known = set(reference)
+    fingerprints = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+
+    def metrics(keys: Sequence[str]) -> dict[str, float]:
+        molecules = [oracles.read(k) for k in keys]
+        prints = [fingerprints.GetFingerprint(m) for m in molecules if not isinstance(m, str)]
+        distances = [1 - s for i, fp in enumerate(prints) for s in BulkTanimotoSimilarity(fp, prints[i + 1:])]
+        return {"top10_diversity": float(np.mean(distances)) if distances else float("nan"),
+                "top10_novelty": float(np.mean([k not in known for k in keys])) if keys else float("nan")}
+
+    return metrics

@@ -7,7 +7,8 @@ nothing (`charge_infeasible=False`), repeats are answered from the cache, and
 the top-10 AUC is sampled every 100 calls (the spec's `auc_freq`).
 
 A small sample of the molecules the model was trained on ships beside the
-checkpoint (`moses-reference.smi.gz`): novelty is measured against it, and it
+checkpoint (`moses-reference.smi.gz`, canonical SMILES): the novelty of a
+run's best molecules is measured against it, and it
 is the pretraining data large-scale RL regularises towards, so that no cell
 needs the network.
 """
@@ -26,7 +27,8 @@ from domains.molecules import graphs as G
 from domains.molecules.featuriser import MoleculeFeaturiser
 from domains.molecules.graph_diffusion import GraphDiffusionModel
 from domains.molecules.operators import MoleculeOperators
-from domains.molecules.oracles import OBJECTIVES, MoleculeOracle, read
+from domains.molecules.oracles import OBJECTIVES, MoleculeOracle, canonical_smiles, read
+from domains.molecules.quality import top_designs_metrics
 
 DOMAIN = "molecules"
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -94,6 +96,7 @@ def build(name: str) -> Task:
         operators=MoleculeOperators(max_atoms),
         pretraining_data=pretraining_data,
         render=draw,
+        design_metrics=top_designs_metrics(reference_smiles()),
         info={"oracle": oracle.name, "objective": objective, "checkpoint": CHECKPOINT.name, "max_atoms": max_atoms},
     )
 
@@ -125,6 +128,7 @@ def pretrain(name: str, *, steps: int = PRETRAIN["steps"], seed: int = 0, out: P
     report, trained = pretrain_on_smiles(smiles, out, source=source, seed=seed, **settings)
     reference = out.with_name(REFERENCE.name) if out != CHECKPOINT else REFERENCE
     tmp = reference.with_suffix(".tmp")
-    tmp.write_bytes(gzip.compress(("\n".join(trained[:REFERENCE_SIZE]) + "\n").encode(), mtime=0))
+    canonical = [canonical_smiles(s) for s in trained[:REFERENCE_SIZE]]  # keys, as the oracle writes them
+    tmp.write_bytes(gzip.compress(("\n".join(canonical) + "\n").encode(), mtime=0))
     tmp.replace(reference)
     return report

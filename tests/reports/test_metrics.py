@@ -18,6 +18,7 @@ from reports.metrics import (
     scores,
     summarise,
     top_k_curve,
+    top_keys,
 )
 
 FLOOR = -1.0
@@ -59,6 +60,11 @@ def test_scores_keep_charged_rows_in_call_order_with_floor_for_infeasible(log):
 def test_gap_in_calls_is_rejected(log):
     with pytest.raises(ValueError, match="calls 1..n"):
         scores(log[log["call"] != 3], FLOOR)
+
+
+def test_top_keys_are_the_best_feasible_charged_designs_best_first(log):
+    assert top_keys(log, 3) == ["e", "c", "a"]  # free rows and the infeasible "b" never count
+    assert top_keys(log) == ["e", "c", "a", "d"]
 
 
 def test_best_so_far_ignores_free_rows(log):

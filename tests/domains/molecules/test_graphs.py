@@ -14,7 +14,7 @@ from domains.molecules import oracles
 from domains.molecules.data import DataError, read_smiles
 from domains.molecules.featuriser import MoleculeFeaturiser
 from domains.molecules.graph_diffusion import GraphDiffusionConfig, GraphDiffusionModel
-from domains.molecules.quality import quality
+from domains.molecules.quality import quality, top_designs_metrics
 
 torch.set_num_threads(1)
 DRUGS = ["CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "CC(=O)Nc1ccc(O)cc1",
@@ -130,3 +130,11 @@ def test_generator_report_counts_validity_uniqueness_and_novelty_as_moses_does()
     assert report["validity"] == 4 / 6 and report["uniqueness"] == 3 / 4 and report["novelty"] == 2 / 3
     assert report["invalid_reasons"] == {"does not sanitise": 1, "2 fragments": 1}
     assert 0 < report["qed_mean"] < 1 and report["fcd"] > 0
+
+
+def test_best_designs_are_reported_with_pmo_diversity_and_novelty_against_the_training_sample():
+    metrics = top_designs_metrics(["CCO", "c1ccccc1"])
+    same = metrics(["c1ccccc1", "c1ccccc1"])
+    assert same == {"top10_diversity": 0.0, "top10_novelty": 0.0}
+    mixed = metrics(["c1ccccc1", "CC(=O)Nc1ccc(O)cc1", "CCCCCCCCN"])
+    assert 0.5 < mixed["top10_diversity"] <= 1 and mixed["top10_novelty"] == 2 / 3
