@@ -18,6 +18,7 @@ from algorithms.registry import METHODS
 from benchmarks.lock import FolderLocked, results_lock
 from benchmarks.runner import run_spec
 from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
+from benchmarks.tracking import TRACKERS, Tracking
 from domains.base import CapabilityError
 from domains.tasks import list_tasks, pretrain
 from reports import write_report
@@ -59,8 +60,9 @@ def _run(args: argparse.Namespace) -> None:
 
         workers = args.workers or os.cpu_count() or 1
         print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun)}", flush=True)
+        tracking = None if args.log_with is None else Tracking(args.log_with, args.log_dir or args.out / "trackers")
         for spec in specs:
-            cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun)
+            cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun, tracking=tracking)
             print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")
         if not args.no_report:
             _write_report(args.out)
@@ -124,6 +126,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=None, help="parallel cells (default: one per core)")
     run.add_argument("--rerun", action="store_true", help="rerun cells that are already finished")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
+    run.add_argument("--log-with", choices=TRACKERS, default=None,
+                     help="also log every round to TensorBoard or Weights & Biases (accelerate's trackers; "
+                          "pip install -e '.[track]')")
+    run.add_argument("--log-dir", type=Path, default=None,
+                     help="where the tracker writes (default: <out>/trackers)")
     run.set_defaults(func=_run)
 
     report = sub.add_parser("report", help="leaderboards and curves from a results folder")

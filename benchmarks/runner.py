@@ -41,6 +41,7 @@ from algorithms.config import plain
 from algorithms.method import Context
 from algorithms.registry import build_method
 from benchmarks.spec import Spec, SpecError
+from benchmarks.tracking import Tracking, round_values
 from domains.tasks import TaskRef, load_factory, package_files
 from reports import atomic_write
 from reports.metrics import summarise, top_keys
@@ -125,8 +126,9 @@ def finished(folder: Path, settings: dict[str, Any], code: dict[str, str], rerun
 
 
 def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
-             progress: bool = False) -> dict[str, Any]:
+             progress: bool = False, tracking: Tracking | None = None) -> dict[str, Any]:
     """Run one cell from scratch and write its three files; returns its metrics.
+    With `tracking`, every round is also logged to that tracker.
 
     One torch thread per cell: cells run one per core, and oversubscribed torch
     threads on a busy machine are many times slower, not a little."""
@@ -151,6 +153,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     records: list[loop.RoundRecord] = []
     num_rounds = len(method.schedule(spec.rounds))
     bar = tqdm(total=num_rounds, desc=f"{method_name} seed{seed}", unit="round", leave=False, disable=not progress)
+    tracker = None if tracking is None else tracking.open(f"{spec.name}/{task_name}/{method_name}/seed{seed}", settings)
 
     def save(record: loop.RoundRecord) -> None:
         records.append(record)
@@ -161,12 +164,16 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         atomic_write(folder / "queries.csv", oracle.log().to_csv(index=False))
         bar.update(record.round > 0)
         bar.set_postfix(value=f"{record.value:.3f}", used=record.queries_used)
+        if tracker is not None:
+            tracker.log(round_values(record.row()), step=record.queries_used)
 
     try:
         loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
                  eval_seed=10_000 + seed, eval_oracle=evaluation_oracle(spec, task, ref), on_round=save)
     finally:
         bar.close()  # also on error, so the error line is not glued to an open bar
+        if tracker is not None:
+            tracker.finish()
     log = oracle.log()
     metrics = {
         **summarise(log, spec.budget, task.oracle.floor, freq=spec.auc_freq),
@@ -202,7 +209,8 @@ def evaluation_oracle(spec: Spec, task, ref: TaskRef):
     return oracle
 
 
-def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False) -> list[dict[str, Any]]:
+def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False,
+             tracking: Tracking | None = None) -> list[dict[str, Any]]:
     """Run every unfinished cell of `spec` under `out`, on a pool of processes.
 
     `<out>/<spec>/manifest.json` describes the last run that ran cells, and is
@@ -217,24 +225,24 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
             todo.append((task, method, seed))
     if not todo:
         return done
-    ran = _run_cells(spec, out, todo, workers, len(done))
+    ran = _run_cells(spec, out, todo, workers, len(done), tracking)
     manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
     atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return done + ran
 
 
 def _run_cells(spec: Spec, out: Path, todo: list[tuple[str, str, int]], workers: int | None,
-               done_before: int) -> list[dict[str, Any]]:
+               done_before: int, tracking: Tracking | None) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     with tqdm(total=len(todo), desc=f"{spec.name}: {done_before} cells done before, running", unit="cell") as bar:
         if workers == 1:
             for cell in todo:
-                done.append(run_cell(spec, *cell, out, progress=True))
+                done.append(run_cell(spec, *cell, out, progress=True, tracking=tracking))
                 bar.update()
             return done
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            pending = {pool.submit(run_cell, spec, *cell, out) for cell in todo}
+            pending = {pool.submit(run_cell, spec, *cell, out, tracking=tracking) for cell in todo}
             try:
                 while pending:
                     finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
