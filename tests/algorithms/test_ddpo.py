@@ -113,3 +113,31 @@ def test_defaults_fit_a_summed_per_step_log_prob():
 def test_buffer_size_is_settable_from_yaml():
     assert resolve_config("ddpo-is", {"buffer_size": 16}).buffer_size == 16
     assert resolve_config("ddpo-is-published", {"buffer_size": None}).buffer_size is None
+
+
+def test_the_update_follows_the_gradient_of_the_mean_over_steps_and_adam_carries_over_rounds():
+    """One backward per step (issue 17's memory fix) accumulates the gradient of the mean
+    over steps taken in one backward; the optimiser's moments survive into the next round."""
+    cfg = DDPOConfig(batch_size=8, inner_epochs=1)
+    m, reference = model(), model()
+    method = DDPO(cfg, Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
+    proposal = method.propose(m, 8, round=1)
+    data = Feedback()
+    reward = np.array([d.count("A") for d in proposal.designs], dtype=float)
+    data.add(proposal.designs, reward, np.ones(8, bool), round=1)
+    method.update(m, data, round=1)  # one minibatch of all 8 rows: its gradient is left in .grad
+    advantage = torch.as_tensor(np.clip(method.advantages(reward), -cfg.adv_clip_max, cfg.adv_clip_max),
+                                dtype=torch.float32)
+    new, old = reference.log_prob(proposal.trajectory), proposal.trajectory.log_probs
+    loss = sum(policy_loss(new[:, i], old[:, i], advantage, True, cfg.clip_range) for i in range(6)) / 6
+    params = reference.trainable_parameters()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    for a, b in zip(m.trainable_parameters(), params):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+    assert any(p.grad.abs().sum() > 0 for p in params)
+    assert next(iter(method.optimizer.state.values()))["step"] == 1
+    proposal = method.propose(m, 8, round=2)
+    data.add(proposal.designs, np.array([d.count("A") for d in proposal.designs], float), np.ones(8, bool), round=2)
+    method.update(m, data, round=2)
+    assert next(iter(method.optimizer.state.values()))["step"] == 2
