@@ -7,18 +7,22 @@ variant); `resolve_config` lays a spec's settings over those defaults once
 
 from __future__ import annotations
 
+from importlib import import_module
+from pathlib import Path
 from typing import Any
 
-from algorithms import best_of_n, ddpo, direct_backprop, genetic, guidance, large_scale_rl, non_adaptive, rwr, seiko
 from algorithms.config import build, merge
 from algorithms.method import Context, Method, Variant
 from domains.base import UnknownName
 
-METHODS: dict[str, Variant] = {
-    name: variant
-    for module in (seiko, non_adaptive, ddpo, large_scale_rl, guidance, direct_backprop, rwr, best_of_n, genetic)
-    for name, variant in module.VARIANTS.items()
-}
+# The method modules: every module of algorithms/ that declares VARIANTS, found
+# rather than listed, so that adding a method edits no shared file and leaves
+# the other methods' results current (a cell's code hash covers the shared
+# modules and its own method's, `benchmarks.runner.method_files`).
+_MODULES = [import_module(f"algorithms.{path.stem}") for path in sorted(Path(__file__).parent.glob("*.py"))
+            if path.stem not in ("__init__", "registry")]
+METHODS: dict[str, Variant] = {name: variant for module in _MODULES for name, variant in
+                               getattr(module, "VARIANTS", {}).items()}
 
 
 def resolve_config(name: str, settings: dict[str, Any] | None = None) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks.runner import cell_dir, cell_settings, code_version, finished
+from benchmarks.runner import split_cells
 from benchmarks.spec import Spec
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results"
@@ -29,13 +29,10 @@ def plan(specs: list[Spec], out: Path, workers: int, rerun: bool) -> str:
     total = done = unknown = 0
     seconds = 0.0
     for spec in specs:
-        codes = {task: code_version(spec.task(task).code_files()) for task in spec.task_names()}
-        for task, method, seed in spec.cells():
-            total += 1
-            if finished(cell_dir(out, spec, task, method, seed), cell_settings(spec, task, method, seed), codes[task],
-                        rerun):
-                done += 1
-                continue
+        todo_cells, done_cells = split_cells(spec, out, rerun)
+        total += len(todo_cells) + len(done_cells)
+        done += len(done_cells)
+        for task, method, _ in todo_cells:
             reference = reference_seconds(spec, task, method)
             if reference is None:
                 unknown += 1

@@ -15,6 +15,7 @@ result older than its code survives a run.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -22,8 +23,10 @@ import os
 import platform
 import random
 import subprocess
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import cache
 from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
@@ -39,7 +42,7 @@ from algorithms import loop
 from algorithms.budgeted_oracle import BudgetedOracle
 from algorithms.config import plain
 from algorithms.method import Context
-from algorithms.registry import build_method
+from algorithms.registry import METHODS, build_method
 from benchmarks.spec import Spec, SpecError
 from benchmarks.tracking import Tracking, round_values
 from domains.tasks import TaskRef, load_factory, package_files
@@ -73,19 +76,57 @@ def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, An
     }
 
 
-# The code that decides a cell's numbers: the methods, the protocols and shared
-# modules of `domains/` with its shared samplers, this runner, and the task's own
-# domain package (`TaskRef.code_files`); not another domain, the CLI, the specs
-# or the reports, so that adding a domain leaves the others' results current.
+# The code that decides a cell's numbers: the modules of `algorithms/` its method
+# runs (`method_files`), the protocols and shared modules of `domains/` with its
+# shared samplers, this runner, and the task's own domain package
+# (`TaskRef.code_files`); not another method, another domain, the CLI, the specs
+# or the reports, so that editing one method or adding a domain leaves the other
+# cells current.
 _PROJECT = Path(__file__).resolve().parent.parent
+_ALGORITHMS = _PROJECT / "algorithms"
 
 
-def code_version(task_files: list[Path] = ()) -> dict[str, str]:
-    """The project's version and a hash of the code that produces a cell of a
-    task whose own code is `task_files`: a cell finished under another hash is stale."""
+def _project_imports(path: Path) -> set[Path]:
+    """The modules of `algorithms/` that a module imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "algorithms":
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("algorithms."):
+            names = [node.module.split(".")[1]]
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("algorithms.")]
+        else:
+            continue
+        found |= {_ALGORITHMS / f"{name}.py" for name in names if (_ALGORITHMS / f"{name}.py").is_file()}
+    return found
+
+
+@cache
+def method_files(method: str) -> tuple[Path, ...]:
+    """The modules of `algorithms/` whose code a cell of `method` (a registered
+    name) runs: its own module and the modules this runner imports (the loop, the
+    budgeted oracle, the registry), with everything they import from
+    `algorithms/`, transitively (large-scale RL runs DDPO's update, SEIKO the
+    reward models). The registry finds method modules at run time, unseen here,
+    so another method's module is never part of it."""
+    own = Path(sys.modules[METHODS[method].cls.__module__].__file__).resolve()
+    files, todo = set(), [own, *_project_imports(Path(__file__))]
+    while todo:
+        path = todo.pop().resolve()
+        if path not in files:
+            files.add(path)
+            todo += _project_imports(path)
+    return tuple(sorted(files | {_ALGORITHMS / "__init__.py"}))
+
+
+def code_version(task_files: list[Path] = (), method: str | None = None) -> dict[str, str]:
+    """The project's version and a hash of the code that produces a cell of
+    `method` (every method's code when None) on a task whose own code is
+    `task_files`: a cell finished under another hash is stale."""
     domains = _PROJECT / "domains"
-    files = [*package_files(_PROJECT / "algorithms"), *sorted(domains.glob("*.py")),
-             *package_files(domains / "diffusion")]
+    algorithms = package_files(_ALGORITHMS) if method is None else list(method_files(method))
+    files = [*algorithms, *sorted(domains.glob("*.py")), *package_files(domains / "diffusion")]
     digest = hashlib.sha256()
     for path in [*files, Path(__file__).resolve(), *task_files]:
         name = path.relative_to(_PROJECT) if path.is_relative_to(_PROJECT) else path.name
@@ -95,6 +136,26 @@ def code_version(task_files: list[Path] = ()) -> dict[str, str]:
     except metadata.PackageNotFoundError:
         version = "unknown"
     return {"version": version, "hash": digest.hexdigest()[:16]}
+
+
+def cell_code(spec: Spec, task: str, method: str) -> dict[str, str]:
+    """The code version of a spec's cell: its task's code and its method's."""
+    return code_version(spec.task(task).code_files(), spec.method(method).method)
+
+
+def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[tuple[str, str, int]], list[dict[str, Any]]]:
+    """The spec's cells still to run, and the metrics of those finished by this code
+    with these settings (`finished`)."""
+    todo, done = [], []
+    codes: dict[tuple[str, str], dict[str, str]] = {}
+    for task, method, seed in spec.cells():
+        folder = cell_dir(out, spec, task, method, seed)
+        code = codes.setdefault((task, method), cell_code(spec, task, method))
+        if finished(folder, cell_settings(spec, task, method, seed), code, rerun):
+            done.append(json.loads((folder / "metrics.json").read_text()))
+        else:
+            todo.append((task, method, seed))
+    return todo, done
 
 
 def environment() -> dict[str, Any]:
@@ -186,7 +247,7 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         "wall_s": time.perf_counter() - start,
         "spec": spec.name, "task": task_name, "method": method_name, "seed": seed,
         "floor": task.oracle.floor, "optimum": task.oracle.optimum, "task_info": task.info,
-        "fingerprint": fingerprint(settings), "settings": settings, "code": code_version(ref.code_files()),
+        "fingerprint": fingerprint(settings), "settings": settings, "code": cell_code(spec, task_name, method_name),
         "environment": environment(),
     }
     metrics["total_oracle_calls"] = metrics["oracle_calls"] + metrics["eval_oracle_calls"]
@@ -215,17 +276,11 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
 
     `<out>/<spec>/manifest.json` describes the last run that ran cells, and is
     written only once they have all finished: a failed or empty run leaves it be."""
-    todo, done = [], []
-    codes = {task: code_version(spec.task(task).code_files()) for task in spec.task_names()}
-    for task, method, seed in spec.cells():
-        folder = cell_dir(out, spec, task, method, seed)
-        if finished(folder, cell_settings(spec, task, method, seed), codes[task], rerun):
-            done.append(json.loads((folder / "metrics.json").read_text()))
-        else:
-            todo.append((task, method, seed))
+    todo, done = split_cells(spec, out, rerun)
     if not todo:
         return done
     ran = _run_cells(spec, out, todo, workers, len(done), tracking)
+    codes = {f"{task}/{method}": cell_code(spec, task, method) for task in spec.task_names() for method in spec.methods}
     manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "cells_done_before": len(done), "cells_run": todo}
     atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return done + ran

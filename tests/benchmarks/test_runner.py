@@ -230,6 +230,18 @@ def test_code_version_covers_the_tasks_own_domain_and_not_the_others(tmp_path):
     assert code_version([module])["hash"] != before["hash"]
 
 
+def test_code_version_covers_the_methods_own_code_and_what_it_runs_not_other_methods():
+    from benchmarks.runner import code_version, method_files
+
+    names = {method: {p.name for p in method_files(method)} for method in ("ddpo-is", "large-scale-rl", "greedy")}
+    shared = {"loop.py", "budgeted_oracle.py", "method.py", "config.py", "registry.py"}
+    assert shared <= names["ddpo-is"] and "seiko.py" not in names["ddpo-is"] and "reward_models.py" not in names["ddpo-is"]
+    assert {"ddpo.py", "large_scale_rl.py"} <= names["large-scale-rl"]  # it runs DDPO's update
+    assert {"seiko.py", "reward_models.py", "finetune.py"} <= names["greedy"] and "ddpo.py" not in names["greedy"]
+    assert code_version([], "ddpo-is")["hash"] != code_version([], "greedy")["hash"]
+    assert code_version([], "ddpo-is") == code_version([], "ddpo-sf")  # variants of one module share its code
+
+
 def test_the_run_header_counts_cells_and_forecasts_from_the_reference_run(copy_of_finished, capsys):
     from benchmarks.estimate import plan
     from benchmarks.spec import load_spec
