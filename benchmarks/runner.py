@@ -22,13 +22,16 @@ import json
 import os
 import platform
 import random
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from functools import cache
 from importlib import metadata
-from multiprocessing import get_context
+from itertools import islice
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +289,25 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
     return done + ran
 
 
+def _worker_start(parent: int) -> None:
+    """A pool worker ignores Ctrl-C (the parent decides: finish running cells or
+    abort) and exits within a second of its parent's death by any signal, so no
+    orphan goes on writing into the results folder."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _kill_workers() -> None:
+    for child in active_children():
+        child.kill()
+
+
 def _run_cells(spec: Spec, out: Path, todo: list[tuple[str, str, int]], workers: int | None,
                done_before: int, tracking: Tracking | None) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
@@ -296,18 +318,37 @@ def _run_cells(spec: Spec, out: Path, todo: list[tuple[str, str, int]], workers:
                 done.append(run_cell(spec, *cell, out, progress=True, tracking=tracking))
                 bar.update()
             return done
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            pending = {pool.submit(run_cell, spec, *cell, out, tracking=tracking) for cell in todo}
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start,
+                                   initargs=(os.getpid(),))
+        # Cells are handed out one per free worker, not queued up front, so that a
+        # Ctrl-C leaves nothing queued that would start after it.
+        queue = iter(todo)
+        pending = {pool.submit(run_cell, spec, *cell, out, tracking=tracking) for cell in islice(queue, workers)}
+        try:
+            while pending:
+                finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
+                pending |= {pool.submit(run_cell, spec, *cell, out, tracking=tracking)
+                            for cell in islice(queue, len(finished_now))}
+                for future in finished_now:
+                    metrics = future.result()  # re-raises a cell's error here, in the parent
+                    done.append(metrics)
+                    bar.update()
+                    bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: "
+                                        f"value {metrics['final_value']:.3f}")
+        except KeyboardInterrupt:
+            # The first Ctrl-C: no queued cell starts, the running ones finish and are kept; the second aborts.
+            pool.shutdown(wait=False)
+            running = list(pending)
+            bar.close()
+            print(f"seiko-bench: finishing {len(running)} running cell{'s' * (len(running) != 1)}; "
+                  "Ctrl-C again to abort", file=sys.stderr, flush=True)
             try:
-                while pending:
-                    finished_now, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished_now:
-                        metrics = future.result()  # re-raises a cell's error here, in the parent
-                        done.append(metrics)
-                        bar.update()
-                        bar.set_postfix_str(f"{metrics['method']} seed{metrics['seed']}: "
-                                            f"value {metrics['final_value']:.3f}")
-            except BaseException:
-                pool.shutdown(cancel_futures=True)  # cells already running finish and are kept
-                raise
+                wait(running)
+            except KeyboardInterrupt:
+                _kill_workers()
+            raise
+        except BaseException:
+            pool.shutdown()  # cells already running finish and are kept
+            raise
+        pool.shutdown()
     return done
