@@ -12,9 +12,10 @@ torchvision, which does not install beside this project's CPU torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,16 +104,31 @@ class ClipFeaturiser:
     so `featuriser(designs)` equals `relaxed(model.encode(designs))` and a reward model learned on the
     one scores the other consistently. Features are float32 on the CPU, where reward models live."""
 
-    def __init__(self, vision: nn.Module, micro_batch: int = 32):
-        self.vision = vision.eval().requires_grad_(False)
-        self.preprocess = ClipPreprocess(int(vision.config.image_size))
-        self.dim = int(vision.config.projection_dim)
+    def __init__(self, vision: nn.Module | Callable[[], nn.Module], config: Any = None, micro_batch: int = 32):
+        """`vision` is the loaded tower, or a function that loads it, called on first use
+        with `config` (the tower's config: image size, projection width) known already."""
+        self._vision, self._load = (vision, None) if isinstance(vision, nn.Module) else (None, vision)
+        config = config if config is not None else vision.config
+        self.preprocess = ClipPreprocess(int(config.image_size))
+        self.dim = int(config.projection_dim)
         self.micro_batch = micro_batch
+
+    @property
+    def vision(self) -> nn.Module:
+        if self._vision is None:
+            self._vision = self._load().eval().requires_grad_(False)
+        return self._vision
 
     @classmethod
     def from_pretrained(cls, clip: str = DEFAULT_CLIP, *, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32) -> ClipFeaturiser:
-        return cls(load_clip_vision(clip, device=device, dtype=dtype))
+        """CLIP's image tower as features, its weights loaded when first used: a method that learns
+        no reward model (DDPO) never loads them (issue 17: ViT-L/14 is 1.2 GB in float32)."""
+        from transformers import CLIPVisionConfig
+
+        source = require_local(clip, None, "config.json", "CLIP model")
+        config = CLIPVisionConfig.from_pretrained(source, local_files_only=True)
+        return cls(lambda: load_clip_vision(clip, device=device, dtype=dtype), config)
 
     def __call__(self, designs: Sequence[ImageDesign]) -> torch.Tensor:
         """(N, dim) float32 features of designs with (H, W, 3) uint8 pixels."""

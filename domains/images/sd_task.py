@@ -44,7 +44,8 @@ def build_task(
     """A benchmark task on a user's Stable Diffusion: `config` says which checkpoint and how to sample
     it, `reward` which oracle scores the images (the aesthetic predictor needs `aesthetic_weights`,
     the path of `sac+logos+ava1-l14-linearMSE.pth`). The featuriser is CLIP (`clip`, ViT-L/14 by
-    default; for the aesthetic task the oracle's own CLIP is shared, not loaded twice). The model is
+    default; for the aesthetic task the oracle's own CLIP is shared, not loaded twice; for the JPEG
+    tasks its weights load when a method first asks for features, so DDPO never loads them). The model is
     loaded when the task's `load_model` is called, on `config.device`. From a spec, `config` is a
     mapping of `StableDiffusionConfig`'s fields."""
     if isinstance(config, dict):
@@ -58,21 +59,22 @@ def build_task(
     if reward == "aesthetic" and aesthetic_weights is None:
         raise ValueError(f"reward='aesthetic' needs aesthetic_weights=PATH of {AESTHETIC_WEIGHTS_NAME}"
                          f" (from {AESTHETIC_SOURCE})")
-    mlp = AestheticMLP.load(aesthetic_weights) if reward == "aesthetic" else None
-    vision = load_clip_vision(clip, device=config.torch_device, dtype=config.torch_dtype)
-    if mlp is not None:
-        oracle: AestheticOracle | SDJpegCompressibility | SDJpegIncompressibility = AestheticOracle(AestheticPredictor(vision, mlp), config.resolution)
-    elif reward == "jpeg-compressibility":
-        oracle = SDJpegCompressibility(config.resolution)
-    else:
-        oracle = SDJpegIncompressibility(config.resolution)
+    oracle: AestheticOracle | SDJpegCompressibility | SDJpegIncompressibility
+    if reward == "aesthetic":  # the oracle's CLIP is the featuriser's too: loaded once, now
+        vision = load_clip_vision(clip, device=config.torch_device, dtype=config.torch_dtype)
+        oracle = AestheticOracle(AestheticPredictor(vision, AestheticMLP.load(aesthetic_weights)), config.resolution)
+        featuriser = ClipFeaturiser(vision)
+    else:  # JPEG sizes need no CLIP: its weights wait for a method that learns a reward model
+        oracle = (SDJpegCompressibility if reward == "jpeg-compressibility" else SDJpegIncompressibility)(
+            config.resolution)
+        featuriser = ClipFeaturiser.from_pretrained(clip, device=config.torch_device, dtype=config.torch_dtype)
     return Task(
         name=f"sd-{reward}",
         domain="images",
         description=f"{reward} of {config.resolution}px Stable Diffusion images ({config.pretrained}),"
                     f" {len(config.prompts)} prompts, every design feasible",
         oracle=oracle,
-        featuriser=ClipFeaturiser(vision),
+        featuriser=featuriser,
         load_model=lambda: StableDiffusionModel(config),
         info={"oracle": oracle.name, "pretrained": config.pretrained, "resolution": config.resolution,
               "num_steps": config.num_steps, "guidance_scale": config.guidance_scale,

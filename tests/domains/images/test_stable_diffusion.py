@@ -307,3 +307,17 @@ def test_one_seiko_round_end_to_end(tiny_sd):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trainable_parameters())
     after = lora_weights(model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_a_jpeg_task_loads_clip_only_when_a_method_first_asks_for_features(tiny_sd, monkeypatch):
+    import domains.images.sd_rewards as rewards
+
+    loads = []
+    real = rewards.load_clip_vision
+    monkeypatch.setattr(rewards, "load_clip_vision", lambda *a, **k: loads.append(a) or real(*a, **k))
+    task = build_task(tiny_sd.config(), "jpeg-incompressibility", clip=tiny_sd.clip)
+    assert loads == [] and task.featuriser.dim == 768  # known from CLIP's config alone
+    images = task.load_model().sample(2, generator=torch.Generator().manual_seed(0)).designs
+    assert task.featuriser(images).shape == (2, 768) and len(loads) == 1
+    task.featuriser(images)
+    assert len(loads) == 1  # loaded once
