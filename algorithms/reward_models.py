@@ -272,8 +272,7 @@ class RewardEnsemble:
         (feasible 0.68-0.72, and seed 0 measured the optimum). Signed features (an
         image embedding) are rarely exactly zero, so there this is `expected`."""
         hard = x.detach()
-        p = self.feasibility.prob(hard + (x - hard) * (hard != 0))
-        return p * value + (1 - p) * self.floor
+        return self.expected(value, hard + (x - hard) * (hard != 0))  # x's values, present features' gradient
 
     def predict(self, x: torch.Tensor) -> np.ndarray | None:
         """Expected reward (mean value, feasibility-weighted) without gradients; None before the first fit."""
