@@ -50,11 +50,12 @@ from benchmarks.spec import Spec, SpecError
 from benchmarks.tracking import Tracking, round_values
 from domains.tasks import TaskRef, load_factory, package_files
 from reports import atomic_write
-from reports.metrics import summarise, top_keys
+from reports.metrics import summarise, top_queries
 
 # The held-out samples of the first and last evaluation, drawn where a task can render them.
 SAMPLE_PICTURES = ("samples_first.png", "samples_last.png")
-CELL_FILES = ("queries.csv", "evals.csv", "metrics.json", *SAMPLE_PICTURES)
+TOP_PICTURE = "top_designs.png"  # the best measured designs, where a task draws them from their keys
+CELL_FILES = ("queries.csv", "evals.csv", "metrics.json", *SAMPLE_PICTURES, TOP_PICTURE)
 
 
 def png(image: np.ndarray) -> bytes:
@@ -239,9 +240,13 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         if tracker is not None:
             tracker.finish()
     log = oracle.log()
+    best = top_queries(log)
+    if task.draw_keys is not None and len(best):
+        atomic_write(folder / TOP_PICTURE, png(task.draw_keys(best["key"].tolist(),
+                                                              [f"{r:.3f}" for r in best["reward"]])))
     metrics = {
         **summarise(log, spec.budget, task.oracle.floor, freq=spec.auc_freq),
-        **(task.design_metrics(top_keys(log)) if task.design_metrics is not None else {}),
+        **(task.design_metrics(best["key"].tolist()) if task.design_metrics is not None else {}),
         "final_value": records[-1].value,
         "final_feasible": records[-1].feasible_fraction,
         "final_learned_reward": records[-1].learned_reward,

@@ -246,6 +246,9 @@ class Task:
     """n fresh clean samples (encoded, with conditions or None) of what the model was pretrained on."""
     render: Callable[[Sequence[Any]], np.ndarray] | None = None
     """Designs to one uint8 picture (a grid of images), for domains people would rather look at."""
+    draw_keys: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None
+    """The best designs a run measured, drawn from their cache keys with a label under each (molecules:
+    structures from canonical SMILES), for domains whose key is the design itself."""
     design_metrics: Callable[[Sequence[str]], dict[str, float]] | None = None
     """What a domain reports of the best designs a run measured, from their cache keys (the top 10
     by reward): diversity and novelty for molecules, as PMO reports them beside the AUC."""

@@ -18,6 +18,7 @@ import pandas as pd
 
 from reports.leaderboard import (
     COLUMNS,
+    SAMPLE_PICTURES,
     TOP_DESIGNS,
     _numbers,
     header_lines,
@@ -155,7 +156,7 @@ def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:
         head = "".join(f"<th>#{i + 1}</th>" for i in range(TOP_DESIGNS))
         return (f"<h3>Top designs</h3>\n<p>The {TOP_DESIGNS} best distinct feasible designs each method measured "
                 f"(all seeds), with their oracle reward.</p>\n<table><tr><th>method</th>{head}</tr>\n{rows}</table>")
-    columns = sorted({c for _, pictures in found for c in pictures}, key=["round 0", "end"].index)
+    columns = [c for c in SAMPLE_PICTURES if any(c in pictures for _, pictures in found)]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = "".join(
         f"<tr><td>{html.escape(method)}</td>"

@@ -186,7 +186,8 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([row(list(table.columns)), row(align), *body])
 
 
-SAMPLE_PICTURES = {"round 0": "samples_first.png", "end": "samples_last.png"}  # written by the runner
+SAMPLE_PICTURES = {"round 0": "samples_first.png", "end": "samples_last.png",  # written by the runner
+                   "top 10 measured": "top_designs.png"}
 
 
 def sample_pictures(cells: pd.DataFrame, base: Path) -> list[tuple[str, dict[str, str]]]:
@@ -251,9 +252,11 @@ def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) 
     lines += [f"![curves]({image})", ""]
     pictures = sample_pictures(cells, base)
     if pictures:
-        lines += ["Held-out samples, same seeds and conditions at round 0 and at the end:", "",
-                  "| method | " + " | ".join(SAMPLE_PICTURES) + " |", "|:--|" + ":-:|" * len(SAMPLE_PICTURES)]
-        lines += [f"| {method} | " + " | ".join(f"![{c}]({found[c]})" if c in found else "" for c in SAMPLE_PICTURES)
+        columns = [c for c in SAMPLE_PICTURES if any(c in found for _, found in pictures)]
+        top = " and the 10 best feasible designs it measured (reward under each)" if "top 10 measured" in columns else ""
+        lines += [f"Held-out samples, same seeds and conditions at round 0 and at the end{top}:", "",
+                  "| method | " + " | ".join(columns) + " |", "|:--|" + ":-:|" * len(columns)]
+        lines += [f"| {method} | " + " | ".join(f"![{c}]({found[c]})" if c in found else "" for c in columns)
                   + " |" for method, found in pictures]
     else:  # designs nobody draws (sequences): the best ones, as the log has them
         lines += [f"Top {TOP_DESIGNS} distinct feasible designs each method measured (all seeds):", "",

@@ -78,10 +78,10 @@ def best_so_far(log: pd.DataFrame, floor: float) -> np.ndarray:
     return np.maximum.accumulate(scores(log, floor)["score"].to_numpy(dtype=float))
 
 
-def top_keys(log: pd.DataFrame, k: int = 10) -> list[str]:
-    """Keys of the k best feasible charged queries, best first (ties in call order)."""
+def top_queries(log: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The k best feasible charged queries, best first (ties in call order)."""
     charged = log[log["charged"] & log["feasible"]].sort_values("call")
-    return charged.sort_values("reward", ascending=False, kind="stable")["key"].head(k).tolist()
+    return charged.sort_values("reward", ascending=False, kind="stable").head(k)
 
 
 def top_k_curve(log: pd.DataFrame, floor: float, k: int = 10) -> np.ndarray:

@@ -16,6 +16,7 @@ needs the network.
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +62,17 @@ def reference_smiles() -> list[str]:
     return gzip.decompress(REFERENCE.read_bytes()).decode().split()
 
 
-def draw(designs: list[str], columns: int = 4, limit: int = 16) -> np.ndarray:
-    """The first `limit` molecules as RDKit structure drawings on one uint8 RGB grid;
-    a design that is not a molecule is an empty cell labelled with its reason."""
+def draw(designs: Sequence[str], labels: Sequence[str] = (), columns: int = 4, limit: int = 16) -> np.ndarray:
+    """The first `limit` molecules as RDKit structure drawings on one uint8 RGB grid,
+    each over its label (the top designs' rewards); a design that is not a molecule
+    is an empty cell labelled with its reason."""
     from rdkit.Chem import Draw
 
     molecules, legends = [], []
-    for smiles in designs[:limit]:
+    for i, smiles in enumerate(designs[:limit]):
         mol = read(smiles)
         molecules.append(None if isinstance(mol, str) else mol)
-        legends.append(mol if isinstance(mol, str) else "")
+        legends.append(mol if isinstance(mol, str) else (labels[i] if i < len(labels) else ""))
     image = Draw.MolsToGridImage(molecules, molsPerRow=columns, subImgSize=(200, 160), legends=legends)
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
@@ -96,6 +98,7 @@ def build(name: str) -> Task:
         operators=MoleculeOperators(max_atoms),
         pretraining_data=pretraining_data,
         render=draw,
+        draw_keys=draw,  # a design's key is its canonical SMILES
         design_metrics=top_designs_metrics(reference_smiles()),
         info={"oracle": oracle.name, "objective": objective, "checkpoint": CHECKPOINT.name, "max_atoms": max_atoms},
     )

@@ -189,11 +189,18 @@ def test_sample_grids_of_the_first_seed_are_linked_where_cells_drew_them(tmp_pat
     task_dir = tmp_path / SPEC / TASK
     for page, base in [(task_dir / "leaderboard.md", task_dir), (tmp_path / "README.md", tmp_path)]:
         text = page.read_text()
+        assert "| method | round 0 | end |" in text  # no top-designs column: no cell drew one
         assert "| ucb (seed 0) | ![round 0](" in text and "greedy (seed" not in text
         links = [part.split(")")[0] for part in text.split("](")[1:] if "samples_" in part.split(")")[0]]
         assert len(links) == 2 and all((base / link).exists() and "seed0" in link for link in links)
     page = (tmp_path / "index.html").read_text()
     assert 'alt="ucb (seed 0) end" src="data:image/png;base64,' in page
+    assert "top 10 measured" not in page
+
+    (tmp_path / SPEC / TASK / "ucb" / "seed0" / "top_designs.png").write_bytes(b"\x89PNG")
+    write_report(tmp_path)
+    assert "| method | round 0 | end | top 10 measured |" in (task_dir / "leaderboard.md").read_text()
+    assert 'alt="ucb (seed 0) top 10 measured" src="data:image/png;base64,' in (tmp_path / "index.html").read_text()
 
 
 def test_a_sum_of_oracles_says_how_many_calls_a_query_costs(tmp_path: Path):

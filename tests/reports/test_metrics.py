@@ -18,7 +18,7 @@ from reports.metrics import (
     scores,
     summarise,
     top_k_curve,
-    top_keys,
+    top_queries,
 )
 
 FLOOR = -1.0
@@ -62,9 +62,9 @@ def test_gap_in_calls_is_rejected(log):
         scores(log[log["call"] != 3], FLOOR)
 
 
-def test_top_keys_are_the_best_feasible_charged_designs_best_first(log):
-    assert top_keys(log, 3) == ["e", "c", "a"]  # free rows and the infeasible "b" never count
-    assert top_keys(log) == ["e", "c", "a", "d"]
+def test_top_queries_are_the_best_feasible_charged_designs_best_first(log):
+    assert top_queries(log, 3)["key"].tolist() == ["e", "c", "a"]  # free rows and the infeasible "b" never count
+    assert top_queries(log)["key"].tolist() == ["e", "c", "a", "d"]
 
 
 def test_best_so_far_ignores_free_rows(log):

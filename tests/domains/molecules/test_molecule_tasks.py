@@ -1,12 +1,18 @@
 """The molecule tasks' pretraining path on a user's SMILES file (the shipped
-checkpoint's own run is `seiko-bench pretrain osimertinib-mpo`)."""
+checkpoint's own run is `seiko-bench pretrain osimertinib-mpo`), and a tiny
+cell of a molecule task through the runner."""
 
 from __future__ import annotations
 
 import gzip
+import json
 
+import numpy as np
+import pandas as pd
 import torch
+from matplotlib.image import imread
 
+from benchmarks.cli import main
 from domains.molecules import tasks
 from domains.molecules.graph_diffusion import GraphDiffusionModel
 from domains.molecules.graphs import heavy_atoms
@@ -30,3 +36,18 @@ def test_pretraining_on_a_smiles_file_writes_the_model_its_reference_molecules_a
     reference = gzip.decompress((tmp_path / tasks.REFERENCE.name).read_bytes()).decode().split()
     assert len(reference) == 6 and set(reference) <= {canonical_smiles(s) for s in SMILES}  # as keys are written
     assert report["model"]["max_atoms"] == max(heavy_atoms(s) for s in reference)  # the largest molecule trained on
+
+
+def test_a_cell_draws_its_best_measured_molecules_and_reports_their_diversity(tmp_path):
+    spec = tmp_path / "mol.yaml"
+    spec.write_text("tasks: [osimertinib-mpo]\nmethods: [best-of-n]\nseeds: [0]\nrounds: [16, 16]\n"
+                    "eval_samples: 4\nauc_freq: 8\n")
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--workers", "1", "--no-report"]) == 0
+    cell = tmp_path / "out" / "mol" / "osimertinib-mpo" / "best-of-n" / "seed0"
+    log = pd.read_csv(cell / "queries.csv")
+    best = log[log["charged"] & log["feasible"]].sort_values("reward", ascending=False)
+    metrics = json.loads((cell / "metrics.json").read_text())
+    assert metrics["top10_diversity"] > 0 and 0 <= metrics["top10_novelty"] <= 1
+    picture = imread(cell / "top_designs.png")
+    assert picture.shape[1] == 4 * 200 and picture.shape[0] == 160 * -(-min(len(best), 10) // 4)  # a 4-wide grid
+    assert len(np.unique(picture.reshape(-1, picture.shape[-1]), axis=0)) > 2  # structures drawn, not a blank page
