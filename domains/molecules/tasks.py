@@ -26,6 +26,7 @@ import torch
 from domains.base import Task
 from domains.molecules import graphs as G
 from domains.molecules.featuriser import MoleculeFeaturiser
+from domains.molecules.gnn_featuriser import GNNFeaturiser, pretrain_gnn
 from domains.molecules.graph_diffusion import GraphDiffusionModel
 from domains.molecules.operators import MoleculeOperators
 from domains.molecules.oracles import OBJECTIVES, MoleculeOracle, canonical_smiles, read
@@ -35,6 +36,7 @@ DOMAIN = "molecules"
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 CHECKPOINT = CHECKPOINTS / "moses-graph.safetensors"
 REFERENCE = CHECKPOINTS / "moses-reference.smi.gz"
+GNN = CHECKPOINTS / "descriptor-gnn.safetensors"
 REFERENCE_SIZE = 20_000
 
 # Task name -> GuacaMol objective. QED is saturated on MOSES (screening its
@@ -77,8 +79,16 @@ def draw(designs: Sequence[str], labels: Sequence[str] = (), columns: int = 4, l
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def build(name: str) -> Task:
+FEATURES = ("environments", "gnn")
+"""Reward-model features: counted radius-1 environments (`featuriser.py`, the
+default) or the descriptor-trained GNN's embedding (`gnn_featuriser.py`)."""
+
+
+def build(name: str, features: str = "environments") -> Task:
+    """The task `name`; `features` (a spec's task parameter) picks the reward-model features."""
     objective = TASKS[name]
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {', '.join(FEATURES)}; got {features!r}")
     oracle = MoleculeOracle(objective)
     max_atoms = _max_atoms()
 
@@ -92,7 +102,7 @@ def build(name: str) -> Task:
         domain=DOMAIN,
         description=f"GuacaMol {objective} on molecules of a graph diffusion model pretrained on MOSES",
         oracle=oracle,
-        featuriser=MoleculeFeaturiser(max_atoms),
+        featuriser=MoleculeFeaturiser(max_atoms) if features == "environments" else GNNFeaturiser(max_atoms, GNN),
         load_model=load_model,
         charge_infeasible=False,
         operators=MoleculeOperators(max_atoms),
@@ -100,7 +110,8 @@ def build(name: str) -> Task:
         render=draw,
         draw_keys=draw,  # a design's key is its canonical SMILES
         design_metrics=top_designs_metrics(reference_smiles()),
-        info={"oracle": oracle.name, "objective": objective, "checkpoint": CHECKPOINT.name, "max_atoms": max_atoms},
+        info={"oracle": oracle.name, "objective": objective, "checkpoint": CHECKPOINT.name, "max_atoms": max_atoms,
+              "features": features},
     )
 
 
@@ -116,9 +127,10 @@ def _max_atoms() -> int:
 
 
 def pretrain(name: str, *, steps: int = PRETRAIN["steps"], seed: int = 0, out: Path | None = None,
-             data: Path | None = None, **kwargs: Any) -> dict[str, Any]:
+             data: Path | None = None, gnn_steps: int = 3000, **kwargs: Any) -> dict[str, Any]:
     """Pretrain the shared graph model on MOSES (fetched into the cache) or on the
-    SMILES file `data`, save it with its reference sample, and report on it."""
+    SMILES file `data`, save it with its reference sample and the GNN
+    featuriser trained on the same molecules, and report on both."""
     from domains.molecules.data import moses_train, read_smiles
     from domains.molecules.pretraining import pretrain_on_smiles
 
@@ -134,4 +146,7 @@ def pretrain(name: str, *, steps: int = PRETRAIN["steps"], seed: int = 0, out: P
     canonical = [canonical_smiles(s) for s in trained[:REFERENCE_SIZE]]  # keys, as the oracle writes them
     tmp.write_bytes(gzip.compress(("\n".join(canonical) + "\n").encode(), mtime=0))
     tmp.replace(reference)
+    gnn = out.with_name(GNN.name) if out != CHECKPOINT else GNN
+    report["gnn_featuriser"] = pretrain_gnn(trained, gnn, seed=seed, steps=gnn_steps,
+                                            max_atoms=report["model"]["max_atoms"])
     return report

@@ -28,7 +28,7 @@ def test_pretraining_on_a_smiles_file_writes_the_model_its_reference_molecules_a
     data.write_text("\n".join(SMILES) + "\n")
     out = tmp_path / "model.safetensors"
     report = tasks.pretrain("qed", data=data, out=out, steps=3, molecules=6, fcd_reference=2, report_samples=4,
-                            batch_size=4, num_steps=4, d_node=16, d_edge=8, n_layers=1, n_heads=2)
+                            batch_size=4, num_steps=4, d_node=16, d_edge=8, n_layers=1, n_heads=2, gnn_steps=2)
     assert report["data"] == str(data) and report["molecules"] == 6 and report["samples"] == 4
     assert 0 <= report["validity"] <= 1
     model = GraphDiffusionModel.load(out)
@@ -36,6 +36,7 @@ def test_pretraining_on_a_smiles_file_writes_the_model_its_reference_molecules_a
     reference = gzip.decompress((tmp_path / tasks.REFERENCE.name).read_bytes()).decode().split()
     assert len(reference) == 6 and set(reference) <= {canonical_smiles(s) for s in SMILES}  # as keys are written
     assert report["model"]["max_atoms"] == max(heavy_atoms(s) for s in reference)  # the largest molecule trained on
+    assert (tmp_path / tasks.GNN.name).exists() and report["gnn_featuriser"]["molecules"] == 6
 
 
 def test_a_cell_draws_its_best_measured_molecules_and_reports_their_diversity(tmp_path):
