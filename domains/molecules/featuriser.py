@@ -42,7 +42,7 @@ class MoleculeFeaturiser:
         self.max_atoms = max_atoms
         pairs = ATOMS * (ATOMS + 1) // 2 * BONDS
         arms = ATOMS * BONDS
-        self.dim = ATOMS + BONDS + 1 + pairs + ATOMS * arms * (arms + 1) // 2 + ATOMS + 1 + len(WALKS)
+        self.dim = ATOMS + BONDS + 1 + pairs + ATOMS * arms * (arms + 1) // 2 + HAZARDS + len(WALKS)
         self._upper_arms = torch.triu_indices(arms, arms)
         self._upper_atoms = torch.triu_indices(ATOMS, ATOMS)
 
@@ -50,15 +50,7 @@ class MoleculeFeaturiser:
         return self.relaxed(G.one_hot(G.encode(designs, self.max_atoms)))
 
     def relaxed(self, x: G.SoftGraphs) -> torch.Tensor:
-        atoms = x.nodes[..., 1:]  # (N, n, A): an empty slot has none
-        bonds = x.edges[..., 1:]  # (N, n, n, B)
-        n = atoms.shape[1]
-        off_diagonal = 1 - torch.eye(n)
-        bonds = bonds * off_diagonal[None, :, :, None]
-        # Both atoms present: a bond to an empty slot is dropped by the decoder, and so here.
-        present = atoms.sum(-1)
-        bonds = bonds * (present[:, :, None] * present[:, None, :])[..., None]
-        order = (bonds * torch.arange(1.0, BONDS + 1)).sum(-1)  # (N, n, n) bond orders
+        atoms, bonds, present = _atoms_and_bonds(x)
         counts = [atoms.sum(1), bonds.sum((1, 2)) / 2, present.sum(1, keepdim=True)]
         pair = torch.einsum("nia,nijb,njc->nacb", atoms, bonds, atoms)  # ordered pairs
         pair = (pair + pair.transpose(1, 2))[:, self._upper_atoms[0], self._upper_atoms[1]] / 2
@@ -69,13 +61,33 @@ class MoleculeFeaturiser:
         same = torch.einsum("nja,njp->nap", atoms, arm)
         two = two - torch.diag_embed((torch.diagonal(two, dim1=2, dim2=3) + same) / 2)
         two = two[:, :, self._upper_arms[0], self._upper_arms[1]]
-        valence = order.sum(-1)  # (N, n)
-        excess = torch.einsum("nia,nia->na", atoms, torch.relu(valence[..., None] - MAX_VALENCE))
-        lonely = (present * torch.prod(1 - bonds.sum(-1), dim=-1)).sum(1, keepdim=True)
         adjacency = bonds.sum(-1)
         power, walks = adjacency, []
         for k in range(2, WALKS.stop):
             power = power @ adjacency
             if k in WALKS:
                 walks.append(torch.diagonal(power, dim1=1, dim2=2).sum(-1) / (2 * k))
-        return torch.cat([*counts, pair.flatten(1), two.flatten(1), excess, lonely, torch.stack(walks, 1)], 1)
+        return torch.cat([*counts, pair.flatten(1), two.flatten(1), hazards(x), torch.stack(walks, 1)], 1)
+
+
+def _atoms_and_bonds(x: G.SoftGraphs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Atom types (N, n, A), bond types (N, n, n, B) between two present atoms off the
+    diagonal, and presence (N, n): a bond to an empty slot is dropped by the decoder, and so here."""
+    atoms = x.nodes[..., 1:]  # an empty slot has none
+    present = atoms.sum(-1)
+    keep = (1 - torch.eye(atoms.shape[1])) * present[:, :, None] * present[:, None, :]
+    return atoms, x.edges[..., 1:] * keep[..., None], present
+
+
+HAZARDS = ATOMS + 1
+
+
+def hazards(x: G.SoftGraphs) -> torch.Tensor:
+    """(N, HAZARDS): valence excess by atom type (bond orders around an atom above what
+    its element allows) and isolated atoms, the ways a sampled graph fails to be one
+    sane molecule, as linear features the feasibility model can blame."""
+    atoms, bonds, present = _atoms_and_bonds(x)
+    valence = (bonds * torch.arange(1.0, BONDS + 1)).sum((-1, -2))  # (N, n) bond orders around each atom
+    excess = torch.einsum("nia,nia->na", atoms, torch.relu(valence[..., None] - MAX_VALENCE))
+    lonely = (present * torch.prod(1 - bonds.sum(-1), dim=-1)).sum(1, keepdim=True)
+    return torch.cat([excess, lonely], 1)

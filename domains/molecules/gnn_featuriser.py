@@ -9,6 +9,9 @@ many bonds rotate) it must add up from them. This featuriser gives it a
 descriptors GuacaMol's objectives are built from: logP, TPSA, rotatable bonds,
 H-bond donors and acceptors, rings, aromatic rings, fraction sp3, molecular
 weight and QED. The weights are frozen; the reward model fits on top of them.
+The environments featuriser's feasibility features (valence excess by atom
+type, isolated atoms) follow the embedding, so the feasibility model has what
+to blame: the GNN was trained on valid molecules only.
 
 The layers are torch-geometric's dense ones because the fine-tuning methods
 differentiate rewards through relaxed samples (`SoftGraphs`: soft atom types
@@ -33,6 +36,7 @@ from torch_geometric.nn.dense import DenseGINConv
 from tqdm.auto import tqdm
 
 from domains.molecules import graphs as G
+from domains.molecules.featuriser import HAZARDS, hazards
 
 DESCRIPTORS = {
     "logp": Descriptors.MolLogP,
@@ -90,7 +94,7 @@ class DescriptorGNN(nn.Module):
 class GNNFeaturiser:
     """The molecule-domain `Featuriser` on a frozen `DescriptorGNN`."""
 
-    suggested_screen = 0  # 64 dense learned features: the value model keeps them all
+    suggested_screen = 0  # 72 dense features: the value model keeps them all
 
     def __init__(self, max_atoms: int, path: str | Path):
         self.max_atoms = max_atoms
@@ -101,14 +105,14 @@ class GNNFeaturiser:
         self.net = DescriptorGNN()
         self.net.load_state_dict(load_file(path))
         self.net.requires_grad_(False).eval()
-        self.dim = WIDTH
+        self.dim = WIDTH + HAZARDS
 
     def __call__(self, designs: Sequence[str]) -> torch.Tensor:
         with torch.no_grad():
             return self.relaxed(G.one_hot(G.encode(designs, self.max_atoms)))
 
     def relaxed(self, x: G.SoftGraphs) -> torch.Tensor:
-        return self.net(x)
+        return torch.cat([self.net(x), hazards(x)], 1)
 
 
 def pretrain_gnn(smiles: list[str], out: str | Path, *, molecules: int = 20_000, steps: int = 3000,

@@ -130,7 +130,7 @@ def _graph(smiles: str, max_atoms: int) -> Data:
         i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         pairs += [(i, j), (j, i)]
         kinds += [_BOND_INDEX[bond.GetBondType()]] * 2
-    edge_index = torch.tensor(pairs, dtype=torch.long).T.reshape(2, -1)
+    edge_index = torch.tensor(pairs, dtype=torch.long).reshape(-1, 2).T  # (2, bonds), also for none
     return Data(x=torch.tensor(types, dtype=torch.long), edge_index=edge_index,
                 edge_attr=torch.tensor(kinds, dtype=torch.long), num_nodes=len(types))
 

@@ -79,12 +79,15 @@ def draw(designs: Sequence[str], labels: Sequence[str] = (), columns: int = 4, l
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-FEATURES = ("environments", "gnn")
-"""Reward-model features: counted radius-1 environments (`featuriser.py`, the
-default) or the descriptor-trained GNN's embedding (`gnn_featuriser.py`)."""
+FEATURES = ("gnn", "environments")
+"""Reward-model features: the descriptor-trained GNN's embedding
+(`gnn_featuriser.py`, the default) or counted radius-1 environments
+(`featuriser.py`). The value model ranks held-out MOSES molecules at Spearman
+0.82-0.93 on the GNN's, 0.38-0.76 on the environments', from 100 of them
+(`python -m benchmarks.molecule_features`)."""
 
 
-def build(name: str, features: str = "environments") -> Task:
+def build(name: str, features: str = FEATURES[0]) -> Task:
     """The task `name`; `features` (a spec's task parameter) picks the reward-model features."""
     objective = TASKS[name]
     if features not in FEATURES:
@@ -102,7 +105,7 @@ def build(name: str, features: str = "environments") -> Task:
         domain=DOMAIN,
         description=f"GuacaMol {objective} on molecules of a graph diffusion model pretrained on MOSES",
         oracle=oracle,
-        featuriser=MoleculeFeaturiser(max_atoms) if features == "environments" else GNNFeaturiser(max_atoms, GNN),
+        featuriser=GNNFeaturiser(max_atoms, GNN) if features == "gnn" else MoleculeFeaturiser(max_atoms),
         load_model=load_model,
         charge_infeasible=False,
         operators=MoleculeOperators(max_atoms),
