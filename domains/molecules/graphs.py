@@ -112,8 +112,28 @@ def heavy_atoms(smiles: str) -> int:
     return _parse(smiles).GetNumAtoms()
 
 
+def _uncharged(mol: Chem.Mol) -> Chem.Mol:
+    """Charge-separated bonds (a nitro group's [N+]-[O-], an N-oxide) as the one
+    bond order higher between uncharged atoms that RDKit's sanitisation drew them
+    from: the graph the model writes, in its vocabulary of uncharged atoms, so
+    a sampled nitro group encodes back to what was sampled."""
+    if all(atom.GetFormalCharge() == 0 for atom in mol.GetAtoms()):
+        return mol
+    mol = Chem.RWMol(mol)
+    for bond in mol.GetBonds():
+        a, b = bond.GetBeginAtom(), bond.GetEndAtom()
+        if a.GetFormalCharge() * b.GetFormalCharge() == -1 and bond.GetBondType() in _RAISED:
+            bond.SetBondType(_RAISED[bond.GetBondType()])
+            a.SetFormalCharge(0)
+            b.SetFormalCharge(0)
+    return mol
+
+
+_RAISED = {Chem.BondType.SINGLE: Chem.BondType.DOUBLE, Chem.BondType.DOUBLE: Chem.BondType.TRIPLE}
+
+
 def _graph(smiles: str, max_atoms: int) -> Data:
-    mol = _parse(smiles)
+    mol = _uncharged(_parse(smiles))
     if mol.GetNumAtoms() > max_atoms:
         raise MoleculeError(f"{smiles!r} has {mol.GetNumAtoms()} heavy atoms; the model holds at most {max_atoms}")
     types = []

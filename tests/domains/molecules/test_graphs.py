@@ -138,3 +138,14 @@ def test_best_designs_are_reported_with_pmo_diversity_and_novelty_against_the_tr
     assert same == {"top10_diversity": 0.0, "top10_novelty": 0.0}
     mixed = metrics(["c1ccccc1", "CC(=O)Nc1ccc(O)cc1", "CCCCCCCCN"])
     assert 0.5 < mixed["top10_diversity"] <= 1 and mixed["top10_novelty"] == 2 / 3
+
+
+def test_a_sampled_nitro_group_encodes_back_to_the_graph_the_model_wrote():
+    # The model writes N(=O)=O with uncharged atoms; RDKit's sanitisation writes it charge-separated.
+    written = G.Graphs(torch.tensor([[1, 2, 3, 3]]), torch.tensor([[[0, 1, 0, 0], [1, 0, 2, 2], [0, 2, 0, 0], [0, 2, 0, 0]]]))
+    design = G.decode(written)[0]
+    assert design == "C[N+](=O)[O-]"
+    again = G.encode([design], 4)
+    assert torch.equal(again.nodes, written.nodes) and torch.equal(again.edges, written.edges)
+    with pytest.raises(G.MoleculeError, match="charge"):  # charges that are not a separated bond stay outside
+        G.encode(["CC[N+](C)(C)C"], 6)
