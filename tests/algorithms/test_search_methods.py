@@ -64,3 +64,14 @@ def test_best_of_n_has_no_learned_reward_and_samples_the_model():
     method = build_method("best-of-n", context())
     assert len(method.propose(model(), 5, round=1).designs) == 5
     assert method.update(model(), Feedback(), round=1) == {} and method.predict(["AAAAAA"]) is None
+
+
+def test_screening_proposes_the_pretraining_data_and_needs_it():
+    def data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, None]:
+        return torch.zeros(n, CFG.length, dtype=torch.long), None  # every training design is "AAAAAA"
+
+    method = build_method("screening", Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0,
+                                               pretraining_data=data))
+    assert method.propose(model(), 5, round=1).designs == ["AAAAAA"] * 5
+    with pytest.raises(CapabilityError, match="pretraining data"):
+        build_method("screening", context())
