@@ -39,7 +39,10 @@ def test_occupancy_adds_sites_and_the_factor_can_be_named():
     oracle = BindingOracle("GCN4", aggregate="occupancy")
     one = oracle.assess(PAD + "TGACTCAT" + PAD)[0]
     two = oracle.assess(PAD + "TGACTCAT" + "AT" + "TGACTCAT" + PAD)[0]
-    assert two > one + 0.9  # a second perfect site doubles the summed 2^score: one more bit
+    site_bits = BindingOracle("GCN4").site.max
+    assert one == pytest.approx(1.0, abs=0.05)  # one perfect site and background
+    assert (two - one) * site_bits > 0.9  # a second perfect site doubles the summed 2^score: one more bit
+    assert oracle.assess("CAGGAAGG" * 5)[0] == 0.0  # nothing above the background
 
 
 def test_an_off_target_factor_lowers_the_reward_by_its_best_site():
