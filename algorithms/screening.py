@@ -36,8 +36,9 @@ class Screening(SamplingMethod):
         self.generator = torch.Generator().manual_seed(context.seed)
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        x, _ = self.data(n, self.generator)
-        return Proposal(model.decode(x))
+        x, condition = self.data(n, self.generator)
+        # A conditional model's designs carry their condition (a digit's label), which x alone does not say.
+        return Proposal(model.decode(x) if condition is None else model.decode(x, condition=condition))
 
     def update(self, model: DiffusionModel, data, round: int) -> dict[str, float]:
         return {}

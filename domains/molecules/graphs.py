@@ -134,6 +134,10 @@ _RAISED = {Chem.BondType.SINGLE: Chem.BondType.DOUBLE, Chem.BondType.DOUBLE: Che
 
 def _graph(smiles: str, max_atoms: int) -> Data:
     mol = _uncharged(_parse(smiles))
+    if any(atom.GetFormalCharge() for atom in mol.GetAtoms()):  # charges RDKit drew on a graph written without
+        written = Chem.MolFromSmiles(smiles, sanitize=False)
+        if written is not None and not any(atom.GetFormalCharge() for atom in written.GetAtoms()):
+            mol = written
     if mol.GetNumAtoms() > max_atoms:
         raise MoleculeError(f"{smiles!r} has {mol.GetNumAtoms()} heavy atoms; the model holds at most {max_atoms}")
     types = []
@@ -182,14 +186,19 @@ def to_mol(nodes: torch.Tensor, edges: torch.Tensor) -> Chem.RWMol:
 
 
 def smiles_of(mol: Chem.RWMol) -> str:
-    """Canonical SMILES of a molecule RDKit sanitises, else its unsanitised Kekulé SMILES."""
+    """Canonical SMILES of a molecule RDKit sanitises without drawing charges; else
+    the unsanitised Kekulé SMILES of the graph as it is. A graph RDKit sanitises
+    only by separating charges (N(=O)=O as [N+](=O)[O-]) is written as sampled, so
+    that it encodes back to itself; the oracle's key is still the canonical form."""
     try:
         sane = Chem.Mol(mol)
         Chem.SanitizeMol(sane)
-        return Chem.MolToSmiles(sane)
+        if not any(atom.GetFormalCharge() for atom in sane.GetAtoms()):
+            return Chem.MolToSmiles(sane)
     except (Chem.rdchem.AtomValenceException, Chem.rdchem.KekulizeException, ValueError):
-        mol.UpdatePropertyCache(strict=False)
-        return Chem.MolToSmiles(mol, kekuleSmiles=True, canonical=True)
+        pass
+    mol.UpdatePropertyCache(strict=False)
+    return Chem.MolToSmiles(mol, kekuleSmiles=True, canonical=True)
 
 
 def decode(graphs: Graphs) -> list[str]:

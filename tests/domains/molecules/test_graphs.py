@@ -144,8 +144,18 @@ def test_a_sampled_nitro_group_encodes_back_to_the_graph_the_model_wrote():
     # The model writes N(=O)=O with uncharged atoms; RDKit's sanitisation writes it charge-separated.
     written = G.Graphs(torch.tensor([[1, 2, 3, 3]]), torch.tensor([[[0, 1, 0, 0], [1, 0, 2, 2], [0, 2, 0, 0], [0, 2, 0, 0]]]))
     design = G.decode(written)[0]
-    assert design == "C[N+](=O)[O-]"
-    again = G.encode([design], 4)
+    assert oracles.canonical_smiles(design) == "C[N+](=O)[O-]"  # one molecule, keyed as RDKit writes it
+    for spelling in (design, "C[N+](=O)[O-]"):  # as decoded, and as RDKit (a genetic operator) writes it
+        again = G.encode([spelling], 4)
+        assert torch.equal(again.nodes, written.nodes) and torch.equal(again.edges, written.edges)
+
+
+def test_a_graph_rdkit_charges_beyond_one_bond_encodes_back_to_itself():
+    # N#N=O: RDKit sanitises it to [N-]=[NH+][O-], three charges no single bond separates.
+    written = G.Graphs(torch.tensor([[2, 2, 3]]), torch.tensor([[[0, 3, 0], [3, 0, 2], [0, 2, 0]]]))
+    design = G.decode(written)[0]
+    assert oracles.canonical_smiles(design) == "[N-]=[NH+][O-]"
+    again = G.encode([design], 3)
     assert torch.equal(again.nodes, written.nodes) and torch.equal(again.edges, written.edges)
     with pytest.raises(G.MoleculeError, match="charge"):  # charges that are not a separated bond stay outside
         G.encode(["CC[N+](C)(C)C"], 6)
