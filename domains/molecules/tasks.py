@@ -87,8 +87,13 @@ FEATURES = ("gnn", "environments")
 (`python -m benchmarks.molecule_features`)."""
 
 
-def build(name: str, features: str = FEATURES[0]) -> Task:
-    """The task `name`; `features` (a spec's task parameter) picks the reward-model features."""
+def build(name: str, **params: Any) -> Task:
+    """The task `name`; the spec's task parameter `features` picks the reward-model features.
+    (Keywords, not a named argument: `domains.tasks` passes a spec's parameters only to
+    builders that take them.)"""
+    features = params.pop("features", FEATURES[0])
+    if params:
+        raise ValueError(f"molecule task {name!r} takes only the parameter features; got {', '.join(params)}")
     objective = TASKS[name]
     if features not in FEATURES:
         raise ValueError(f"features must be one of {', '.join(FEATURES)}; got {features!r}")

@@ -45,3 +45,17 @@ def test_the_shipped_weights_predict_descriptors_of_molecules_they_never_saw():
     for i, name in enumerate(DESCRIPTORS):
         corr = torch.corrcoef(torch.stack([predicted[:, i], truth[:, i]]))[0, 1]
         assert corr > 0.6, (name, float(corr))
+
+
+def test_a_spec_picks_the_features_by_task_parameter_and_unknown_ones_are_refused():
+    import pytest
+
+    from domains.molecules.featuriser import MoleculeFeaturiser
+    from domains.tasks import get_task
+
+    assert isinstance(get_task("qed").featuriser, GNNFeaturiser)
+    assert isinstance(get_task("qed", features="environments").featuriser, MoleculeFeaturiser)
+    with pytest.raises(ValueError, match="takes only the parameter features; got colour"):
+        get_task("qed", colour="red")
+    with pytest.raises(ValueError, match="features must be one of gnn, environments"):
+        get_task("qed", features="morgan")
