@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.metrics import load_log
+from reports.metrics import load_log, top_queries
 from reports.stats import ci95
 
 CELL_GLOB = "*/*/*/seed*/metrics.json"  # <spec>/<task>/<method>/seed<N>/metrics.json
@@ -226,9 +226,7 @@ def _best_designs(logs: tuple[tuple[str, int], ...], k: int) -> tuple[tuple[str,
     """The k best distinct feasible charged designs of these query logs. Cached by
     (folder, modification time): one report draws a task's Markdown twice and its
     HTML once, and each would otherwise read every log again."""
-    log = pd.concat([load_log(Path(folder) / "queries.csv") for folder, _ in logs])
-    best = (log[log["charged"] & log["feasible"]].sort_values("reward", ascending=False, kind="stable")
-            .drop_duplicates("key").head(k))
+    best = top_queries(pd.concat([load_log(Path(folder) / "queries.csv") for folder, _ in logs]), k)
     return tuple(zip(best["key"], best["reward"].astype(float)))
 
 

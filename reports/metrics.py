@@ -79,9 +79,10 @@ def best_so_far(log: pd.DataFrame, floor: float) -> np.ndarray:
 
 
 def top_queries(log: pd.DataFrame, k: int = 10) -> pd.DataFrame:
-    """The k best feasible charged queries, best first (ties in call order)."""
-    charged = log[log["charged"] & log["feasible"]].sort_values("call")
-    return charged.sort_values("reward", ascending=False, kind="stable").head(k)
+    """The k best distinct feasible charged queries of one or more query logs,
+    best first, ties in the order logged (a cell's log is in call order)."""
+    charged = log[log["charged"] & log["feasible"]]
+    return charged.sort_values("reward", ascending=False, kind="stable").drop_duplicates("key").head(k)
 
 
 def top_k_curve(log: pd.DataFrame, floor: float, k: int = 10) -> np.ndarray:
