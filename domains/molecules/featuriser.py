@@ -67,7 +67,8 @@ class MoleculeFeaturiser:
             power = power @ adjacency
             if k in WALKS:
                 walks.append(torch.diagonal(power, dim1=1, dim2=2).sum(-1) / (2 * k))
-        return torch.cat([*counts, pair.flatten(1), two.flatten(1), hazards(x), torch.stack(walks, 1)], 1)
+        return torch.cat([*counts, pair.flatten(1), two.flatten(1), _hazards(atoms, bonds, present),
+                          torch.stack(walks, 1)], 1)
 
 
 def _atoms_and_bonds(x: G.SoftGraphs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -86,7 +87,10 @@ def hazards(x: G.SoftGraphs) -> torch.Tensor:
     """(N, HAZARDS): valence excess by atom type (bond orders around an atom above what
     its element allows) and isolated atoms, the ways a sampled graph fails to be one
     sane molecule, as linear features the feasibility model can blame."""
-    atoms, bonds, present = _atoms_and_bonds(x)
+    return _hazards(*_atoms_and_bonds(x))
+
+
+def _hazards(atoms: torch.Tensor, bonds: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     valence = (bonds * torch.arange(1.0, BONDS + 1)).sum((-1, -2))  # (N, n) bond orders around each atom
     excess = torch.einsum("nia,nia->na", atoms, torch.relu(valence[..., None] - MAX_VALENCE))
     lonely = (present * torch.prod(1 - bonds.sum(-1), dim=-1)).sum(1, keepdim=True)
