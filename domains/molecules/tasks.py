@@ -149,12 +149,12 @@ def pretrain(name: str, *, steps: int = PRETRAIN["steps"], seed: int = 0, out: P
     out = out or CHECKPOINT
     settings = {**PRETRAIN, **MODEL, "steps": steps, **kwargs}
     report, trained = pretrain_on_smiles(smiles, out, source=source, seed=seed, **settings)
-    reference = out.with_name(REFERENCE.name) if out != CHECKPOINT else REFERENCE
+    reference = out.with_name(REFERENCE.name)  # beside the checkpoint: REFERENCE for the shipped one
     tmp = reference.with_suffix(".tmp")
     canonical = [canonical_smiles(s) for s in trained[:REFERENCE_SIZE]]  # keys, as the oracle writes them
     tmp.write_bytes(gzip.compress(("\n".join(canonical) + "\n").encode(), mtime=0))
     tmp.replace(reference)
-    gnn = out.with_name(GNN.name) if out != CHECKPOINT else GNN
+    gnn = out.with_name(GNN.name)
     report["gnn_featuriser"] = pretrain_gnn(trained, gnn, seed=seed, steps=gnn_steps,
                                             max_atoms=report["model"]["max_atoms"])
     return report
