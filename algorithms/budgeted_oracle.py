@@ -21,7 +21,8 @@ import pandas as pd
 
 from domains.base import Oracle
 
-LOG_COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "charged", "cached", "oracle_calls", "wall_s"]
+LOG_COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "reason", "charged", "cached",
+               "oracle_calls", "wall_s"]
 COMPONENT_PREFIX = "reward."  # then the component oracle's name: one column per component of a weighted sum
 
 
@@ -70,6 +71,21 @@ def ask_oracle(oracle: Oracle, designs: list[Any]) -> tuple[np.ndarray, np.ndarr
     return np.where(feasible, reward, math.nan), feasible, components
 
 
+def ask_reasons(oracle: Oracle, designs: list[Any]) -> list[str]:
+    """Why each (infeasible) design was refused, from the oracle's optional
+    `reasons(designs)`; empty strings for an oracle that does not say. Part of the
+    log because "0.3 infeasible" is a finding only when one can see what broke."""
+    if not designs or not hasattr(oracle, "reasons"):
+        return [""] * len(designs)
+    try:
+        why = list(oracle.reasons(designs))
+    except Exception as err:
+        raise OracleError(f"oracle {oracle.name!r}: reasons() raised {type(err).__name__}: {err}") from err
+    if len(why) != len(designs):
+        raise OracleError(f"oracle {oracle.name!r} gave {len(why)} reasons for {len(designs)} designs")
+    return ["" if r is None else str(r) for r in why]
+
+
 class BudgetedOracle:
     """Wraps an `Oracle` with a budget, a cache keyed by `oracle.key` and a query log."""
 
@@ -79,7 +95,7 @@ class BudgetedOracle:
         self.oracle, self.budget = oracle, budget
         self.method, self.seed = method, seed
         self.charge_infeasible = charge_infeasible
-        self._cache: dict[str, tuple[float, bool, dict[str, float]]] = {}
+        self._cache: dict[str, tuple[float, bool, str, dict[str, float]]] = {}
         self.calls_per_design = int(getattr(oracle, "calls_per_design", 1))
         self._rows: list[dict[str, Any]] = []
         self.used = 0
@@ -104,15 +120,18 @@ class BudgetedOracle:
             )
         start = time.perf_counter()
         new_reward, new_feasible, parts = ask_oracle(self.oracle, list(new.values())) if new else ([], [], {})
+        refused = [key for key, ok in zip(new, new_feasible) if not ok]
+        why = dict(zip(refused, ask_reasons(self.oracle, [new[key] for key in refused])))
         per_query = (time.perf_counter() - start) / max(len(new), 1)
-        fresh = {key: (float(r), bool(ok), {COMPONENT_PREFIX + name: float(v[i]) for name, v in parts.items()})
+        fresh = {key: (float(r), bool(ok), why.get(key, ""),
+                       {COMPONENT_PREFIX + name: float(v[i]) for name, v in parts.items()})
                  for i, (key, r, ok) in enumerate(zip(new, new_reward, new_feasible))}
 
         reward, feasible, charged = np.empty(len(designs)), np.empty(len(designs), bool), 0
         for i, key in enumerate(keys):
             first_time = key in fresh
-            r, ok, components = fresh.pop(key) if first_time else self._cache[key]
-            self._cache[key] = (r, ok, components)
+            r, ok, reason, components = fresh.pop(key) if first_time else self._cache[key]
+            self._cache[key] = (r, ok, reason, components)
             pay = first_time and (ok or self.charge_infeasible)
             if pay:
                 self.used += 1
@@ -120,7 +139,7 @@ class BudgetedOracle:
             reward[i], feasible[i] = r, ok
             self._rows.append(
                 dict(call=self.used if pay else None, round=round, method=self.method, seed=self.seed, key=key,
-                     reward=r, feasible=ok, charged=pay, cached=not first_time,
+                     reward=r, feasible=ok, reason=reason, charged=pay, cached=not first_time,
                      oracle_calls=self.calls_per_design if first_time else 0,
                      wall_s=per_query if first_time else 0.0, **components)
             )

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 import torch
+from scipy.stats import spearmanr
 
 from algorithms.budgeted_oracle import BudgetedOracle, ask_oracle
 from algorithms.method import Feedback, Method, check_capabilities
@@ -63,9 +63,8 @@ class RoundRecord:
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation (ties at their mean rank); NaN when either side is constant."""
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    return float(np.corrcoef(ra, rb)[0, 1]) if ra.std() > 0 and rb.std() > 0 else float("nan")
+    """Rank correlation (ties at their mean rank); NaN, without scipy's warning, when either side is constant."""
+    return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
 
 
 def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int,

@@ -14,9 +14,14 @@ Three ways of being optimistic are offered, all from one MLP ensemble:
 - Thompson sampling: one posterior draw per round = one bootstrap member,
   chosen by the method's generator (not SGLD noise of 1e-8, which is Greedy).
 
-Feasibility is modelled apart from value: a logistic classifier on all feedback,
-and a value ensemble on the feasible designs alone, so that the value model
-spends its capacity on what makes a feasible design good. Every objective is
+Feasibility is modelled apart from value: a noisy-OR classifier on all feedback,
+reading the features the featuriser names as hazards (`hazard_columns`: a
+sequence's bigram counts, a molecule's excess valences), and a value ensemble
+on the feasible designs alone, so that the value model spends its capacity on
+what makes a feasible design good. Optionally the classifier is pessimistic
+where it has no data (`RewardModelConfig.unseen_hazard`): in the protein
+benchmark's last round, most infeasible designs held only banned bigrams that
+no earlier query had shown, which an optimistic classifier cannot see coming. Every objective is
 the expected reward p(feasible | x) * value(x) + (1 - p) * floor, with the
 optimism on the value. Each value member reads only the features most
 correlated with its training targets (`RewardModelConfig.screen`): among the
@@ -67,11 +72,16 @@ class RewardModelConfig:
     min_feasible: int = 8
     """Feasible designs the value model needs; fewer is an error, and a first round
     of fewer queries is refused before any query is spent."""
+    unseen_hazard: float = 0.0
+    """Prior hazard of a feature no feasible design has shown yet
+    (`FeasibilityClassifier`): pessimism about feasibility where there is no data."""
 
     def __post_init__(self) -> None:
         for name in ("hidden", "ensemble_size", "steps", "batch_size", "min_feasible"):
             if getattr(self, name) < 1:
                 raise ValueError(f"reward model {name} must be >= 1, got {getattr(self, name)}")
+        if self.unseen_hazard < 0:
+            raise ValueError(f"reward model unseen_hazard must be >= 0, got {self.unseen_hazard}")
         if self.screen is not None and self.screen < 0:
             raise ValueError(f"reward model screen must be >= 0 (0 keeps every feature), got {self.screen}")
 
@@ -146,33 +156,39 @@ class FeasibilityClassifier:
     positive and negative parts, each with its own hazard. L-BFGS on the full
     batch: small, smooth and deterministic."""
 
-    def __init__(self, l2: float = 1e-4):
-        self.l2 = l2
+    def __init__(self, l2: float = 1e-4, unseen_hazard: float = 0.0, columns: slice | None = None):
+        self.l2, self.unseen_hazard = l2, unseen_hazard
+        self.columns = columns or slice(None)
         self.hazard: torch.Tensor | None = None
         self.signed = False
 
     def fit(self, x: torch.Tensor, feasible: torch.Tensor) -> float:
         """Fit on all designs; returns the training accuracy."""
-        self.signed = bool((x < 0).any())
+        self.signed = bool((x[:, self.columns] < 0).any())
         x = self._parts(x)
+        # A feature absent from every feasible design has not been shown harmless: it
+        # starts at the prior hazard, which no feasible design's likelihood can argue
+        # down (it is 0 there), so it holds until a feasible design shows the feature.
+        prior = self.unseen_hazard * (x[feasible] > 0).sum(0).eq(0).float()
         theta = torch.full((x.shape[1],), -6.0, requires_grad=True)  # softplus(-6) = 0.0025: all nearly harmless
         opt = torch.optim.LBFGS([theta], max_iter=200, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
             hazard = F.softplus(theta)
-            total = x @ hazard
+            total = x @ (hazard + prior)
             log_lik = torch.where(feasible, -total, torch.log1p(-torch.exp(-total).clamp(max=1 - 1e-6)))
             loss = -log_lik.mean() + self.l2 * hazard.sum()
             loss.backward()
             return loss
 
         opt.step(closure)
-        self.hazard = F.softplus(theta.detach())
+        self.hazard = F.softplus(theta.detach()) + prior
         with torch.no_grad():
             return float((((-(x @ self.hazard)).exp() > 0.5) == feasible).float().mean())
 
     def _parts(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, self.columns]
         return torch.cat([x.clamp(min=0), (-x).clamp(min=0)], 1) if self.signed else x.clamp(min=0)
 
     def prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,18 +201,21 @@ class RewardEnsemble:
     predictions in reward units) and a feasibility classifier fitted on all of
     them; `expected` combines the two into the reward a design is worth."""
 
-    def __init__(self, in_dim: int, cfg: RewardModelConfig, suggested_screen: int = 0):
+    def __init__(self, in_dim: int, cfg: RewardModelConfig, suggested_screen: int = 0,
+                 hazard_columns: slice | None = None):
         self.in_dim, self.cfg = in_dim, cfg
         self.screen = suggested_screen if cfg.screen is None else cfg.screen
         self.net: nn.Module | None = None
-        self.feasibility = FeasibilityClassifier()
+        self.feasibility = FeasibilityClassifier(unseen_hazard=cfg.unseen_hazard, columns=hazard_columns)
         self.y_mean, self.y_std, self.floor = 0.0, 1.0, 0.0
         self.x_train: torch.Tensor | None = None
 
     @classmethod
     def for_featuriser(cls, featuriser: Any, cfg: RewardModelConfig) -> RewardEnsemble:
-        """The ensemble on `featuriser`'s features, screened as it suggests."""
-        return cls(featuriser.dim, cfg, getattr(featuriser, "suggested_screen", 0))
+        """The ensemble on `featuriser`'s features, screened as it suggests, its
+        feasibility read from the columns it names (`hazard_columns`)."""
+        return cls(featuriser.dim, cfg, getattr(featuriser, "suggested_screen", 0),
+                   getattr(featuriser, "hazard_columns", None))
 
     def _new_net(self, x: torch.Tensor, target: torch.Tensor, rows: torch.Tensor,
                  generator: torch.Generator) -> nn.Module:
@@ -306,9 +325,13 @@ class UCBBonus:
 
     def __init__(self, model: RewardEnsemble, x_train: torch.Tensor, *, c: float, lam: float, clip: float):
         with torch.no_grad():
-            phi = model.phi(x_train)
-        gram = lam * torch.eye(phi.shape[1]) + phi.T @ phi
-        self.cholesky = torch.linalg.cholesky(gram.double())
+            phi = model.phi(x_train).double()
+        gram = phi.T @ phi
+        # lambda below the rounding error of the largest entries leaves the Gram
+        # matrix singular in floating point (molecule features made one that
+        # Cholesky refused): the ridge is at least 1e-10 of the largest diagonal entry.
+        ridge = max(lam, 1e-10 * float(gram.diagonal().max()))
+        self.cholesky = torch.linalg.cholesky(gram + ridge * torch.eye(phi.shape[1], dtype=torch.float64))
         self.model, self.c, self.clip = model, c, clip
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

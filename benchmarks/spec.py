@@ -8,7 +8,6 @@ value is YAML (`--set seeds=[0]`, `--set config.seiko-ucb.kl_weight=0.1`).
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ import yaml
 from algorithms.config import merge
 from algorithms.registry import METHODS, resolve_config
 from domains.base import UnknownName
-from domains.tasks import TaskError, TaskRef, load_factory, task_ref
+from domains.tasks import SAFE_NAME, TaskError, TaskRef, load_factory, task_ref
 
 SPECS = Path(__file__).parent / "specs"
 DEFAULT_SPECS = ["protein", "images"]  # one per domain: `seiko-bench run` with no spec runs them all
 EVALUATIONS = ("task", "oracle", "off")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # names that make folders: nothing escapes --out
 
 
 class SpecError(ValueError):
@@ -80,7 +78,7 @@ class Spec:
 
     def __post_init__(self) -> None:
         where = f"spec {self.name!r}"
-        if not isinstance(self.name, str) or not _SAFE_NAME.match(self.name):
+        if not isinstance(self.name, str) or not SAFE_NAME.match(self.name):
             raise SpecError(f"spec name {self.name!r} must be letters, digits and . _ + - (it names a folder)")
         for name in ("tasks", "methods", "seeds", "rounds"):
             value = getattr(self, name)
@@ -154,7 +152,7 @@ class Spec:
                 raise SpecError(f"{where}: method names must be strings, got {method!r}")
             if method not in known:
                 raise UnknownName("method", method, known)
-            if not _SAFE_NAME.match(method):
+            if not SAFE_NAME.match(method):
                 raise SpecError(f"{where}: method name {method!r} must be letters, digits and . _ + -")
         resolved = {}
         for label in self.methods:

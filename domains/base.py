@@ -201,6 +201,9 @@ class Featuriser(Protocol):
     """Designs, and relaxed differentiable samples, to reward-model features."""
 
     dim: int
+    # Optional: `hazard_columns`, a slice of the features that can make a design
+    # infeasible (a banned bigram's count, an atom's excess valence): the
+    # feasibility model reads only those. Without it, it reads every feature.
 
     def __call__(self, designs: Sequence[Any]) -> torch.Tensor:
         """(N, dim) float features of hard designs."""

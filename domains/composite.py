@@ -45,5 +45,10 @@ class WeightedSum:
             components={oracle.name: np.asarray(out.reward, np.float64) for out, (oracle, _) in zip(outs, self.components)},
         )
 
+    def reasons(self, designs: Sequence[Any]) -> list[str | None]:
+        """Each design's first refusal among the components that say why (None where none refused)."""
+        said = [oracle.reasons(designs) for oracle, _ in self.components if hasattr(oracle, "reasons")]
+        return [next((r for r in why if r is not None), None) for why in zip(*said)] if said else [None] * len(designs)
+
     def key(self, design: Any) -> str:
         return self.components[0][0].key(design)

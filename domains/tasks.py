@@ -32,7 +32,8 @@ from domains.base import DomainModule, Task, UnknownName
 # new domain leaves this file, and with it the other domains' results, as they
 # were (this file is part of every cell's code hash). A module may also list in
 # EXTRA_PRETRAIN other artefacts its pretrain(name) makes (a classifier).
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+"""Names that become folders (tasks, specs, methods): nothing in them escapes the results folder."""
 _DOMAINS = Path(__file__).resolve().parent
 CODE_SUFFIXES = (".py", ".safetensors", ".json")
 
@@ -116,7 +117,7 @@ class TaskRef:
         refused before any cell runs."""
         built = self.build().name if self.is_factory else self.source
         name = self.label or built
-        if not _SAFE_NAME.match(name):
+        if not SAFE_NAME.match(name):
             raise TaskError(f"task name {name!r} must be letters, digits and . _ + - (it names a folder)")
         return name
 

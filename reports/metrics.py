@@ -29,6 +29,7 @@ LOG_DTYPES: dict[str, Any] = {
     "key": str,
     "reward": "float64",
     "feasible": bool,
+    "reason": str,
     "charged": bool,
     "cached": bool,
     "oracle_calls": "int64",

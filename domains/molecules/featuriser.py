@@ -42,7 +42,9 @@ class MoleculeFeaturiser:
         self.max_atoms = max_atoms
         pairs = ATOMS * (ATOMS + 1) // 2 * BONDS
         arms = ATOMS * BONDS
-        self.dim = ATOMS + BONDS + 1 + pairs + ATOMS * arms * (arms + 1) // 2 + HAZARDS + len(WALKS)
+        start = ATOMS + BONDS + 1 + pairs + ATOMS * arms * (arms + 1) // 2
+        self.dim = start + HAZARDS + len(WALKS)
+        self.hazard_columns = slice(start, start + HAZARDS)
         self._upper_arms = torch.triu_indices(arms, arms)
         self._upper_atoms = torch.triu_indices(ATOMS, ATOMS)
 

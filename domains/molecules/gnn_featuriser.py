@@ -106,6 +106,7 @@ class GNNFeaturiser:
         self.net.load_state_dict(load_file(path))
         self.net.requires_grad_(False).eval()
         self.dim = WIDTH + HAZARDS
+        self.hazard_columns = slice(WIDTH, WIDTH + HAZARDS)
 
     def __call__(self, designs: Sequence[str]) -> torch.Tensor:
         with torch.no_grad():

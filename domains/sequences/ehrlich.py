@@ -131,6 +131,17 @@ class Ehrlich:
         constrained, since the initial (stationary) distribution is positive everywhere."""
         return (self.transition_matrix[tokens[:, :-1], tokens[:, 1:]] > 0).all(dim=1)
 
+    def reasons(self, designs: Sequence[str]) -> list[str | None]:
+        """Why each design is infeasible (its first banned transition), None where feasible."""
+        tokens = self.encode(designs)
+        banned = self.transition_matrix[tokens[:, :-1], tokens[:, 1:]] == 0
+        out: list[str | None] = []
+        for design, row in zip(designs, banned):
+            hits = row.nonzero().flatten().tolist()
+            out.append(None if not hits else f"banned transition {design[hits[0]:hits[0] + 2]} at {hits[0] + 1}"
+                       + (f" (+{len(hits) - 1} more)" if len(hits) > 1 else ""))
+        return out
+
     def motif_presence(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, c) float64 h_q: the best count of matched motif elements over all windows
         l = 0 .. L - 1 - s_k, quantised down to the grid of q levels as floor(count * q / k) / q
@@ -183,6 +194,9 @@ class MotifPresence:
 
     def key(self, design: str) -> str:
         return self.ehrlich.key(design)
+
+    def reasons(self, designs: Sequence[str]) -> list[str | None]:
+        return self.ehrlich.reasons(designs)
 
     def __call__(self, designs: Sequence[str]) -> OracleOutput:
         tokens = self.ehrlich.encode(designs)

@@ -48,6 +48,7 @@ class SequenceFeaturiser:
         self.max_gap = min(max_gap, length - 1)
         v = len(alphabet)
         self.dim = length * v + v * v * (1 + self.max_gap)
+        self.hazard_columns = slice(length * v, length * v + v * v)  # the bigram counts
 
     def __call__(self, designs: Sequence[str]) -> torch.Tensor:
         """(N, dim) features of hard designs; the same as `relaxed` of their one-hots,

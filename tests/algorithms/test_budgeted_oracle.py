@@ -203,3 +203,40 @@ def test_budget_below_one_is_rejected():
     with pytest.raises(ValueError, match="budget"):
         BudgetedOracle(CountA(), 0, method="m", seed=0)
 
+
+
+class SaysWhy(CountA):
+    """CountA that says why a design is infeasible, counting how often it is asked."""
+
+    def __init__(self, reasons=None):
+        super().__init__()
+        self.explained: list[str] = []
+        self._reasons = reasons
+
+    def reasons(self, designs):
+        self.explained += list(designs)
+        return self._reasons(designs) if self._reasons else [None if "DD" not in d else "has DD" for d in designs]
+
+
+def test_the_log_says_why_each_infeasible_design_was_refused():
+    oracle = SaysWhy()
+    budgeted = BudgetedOracle(oracle, 10, method="m", seed=0)
+    budgeted(["ADDA", "AA"], round=1)
+    budgeted(["ADDA"], round=2)  # a cached repeat keeps its reason, and is not explained again
+    log = budgeted.log()
+    assert log["reason"].tolist() == ["has DD", "", "has DD"]
+    assert oracle.explained == ["ADDA"]  # only the new infeasible design is asked about
+
+
+def test_an_oracle_that_does_not_say_why_leaves_the_reason_empty():
+    budgeted = BudgetedOracle(CountA(), 10, method="m", seed=0)
+    budgeted(["ADDA", "AA"], round=1)
+    assert budgeted.log()["reason"].tolist() == ["", ""]
+
+
+@pytest.mark.parametrize("reasons", [lambda designs: 1 / 0, lambda designs: ["x"]])
+def test_a_broken_reasons_is_one_oracle_error_and_charges_nothing(reasons):
+    budgeted = BudgetedOracle(SaysWhy(reasons), 10, method="m", seed=0)
+    with pytest.raises(OracleError, match="reason"):
+        budgeted(["ADDA", "BDDB"], round=1)
+    assert budgeted.used == 0 and budgeted.log().empty

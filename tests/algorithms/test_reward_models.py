@@ -231,6 +231,50 @@ def test_feasibility_model_blames_the_banned_features():
     assert model.hazard[:2].min() > 10 * model.hazard[2:].max()
 
 
+def test_a_feature_no_feasible_design_has_shown_keeps_the_prior_hazard():
+    # Features 10 and 11 never occur; feature 2 occurs only beside a banned one.
+    x, feasible = banned_data(400, 0)
+    x[:, 10:] = 0
+    x[:, 2] = x[:, 2] * (~feasible)
+    plain, pessimist = FeasibilityClassifier(), FeasibilityClassifier(unseen_hazard=1.0)
+    plain.fit(x, feasible), pessimist.fit(x, feasible)
+    assert plain.hazard[10:].max() < 0.01 and pessimist.hazard[10:].min() >= 1.0
+    assert pessimist.hazard[2] >= 1.0 and torch.allclose(pessimist.hazard[3:10], plain.hazard[3:10], atol=1e-3)
+    unseen = torch.zeros(1, 12)
+    unseen[0, 11] = 1.0
+    assert float(plain.prob(unseen)) > 0.99 and float(pessimist.prob(unseen)) < 0.37
+
+
+def test_the_feasibility_model_reads_only_the_hazard_columns_a_featuriser_names():
+    # Column 0 tracks the banned ones perfectly but is not a hazard column: it gets no blame.
+    x, feasible = banned_data(400, 0)
+    x[:, 0] = (~feasible).float() * 5
+    model = FeasibilityClassifier(columns=slice(1, 12))
+    model.fit(x, feasible)
+    assert model.hazard.shape == (11,) and int(model.hazard.argmax()) == 0  # column 1, the other banned one
+    shifted = x.clone()
+    shifted[:, 0] = 100.0
+    assert torch.equal(model.prob(shifted), model.prob(x))
+
+
+def test_sequence_features_name_the_bigram_counts_as_hazards():
+    from domains.sequences.featuriser import SequenceFeaturiser
+
+    featuriser = SequenceFeaturiser("ABC", 5)
+    x = featuriser(["ABCCA"])[0, featuriser.hazard_columns].reshape(3, 3)
+    assert x[0, 1] == x[1, 2] == x[2, 2] == x[2, 0] == 1 and x.sum() == 4
+
+
+def test_ucb_bonus_survives_a_gram_matrix_that_lambda_cannot_keep_positive_definite(ensemble, data):
+    # Huge, rank-one last-layer features (molecule features made such a Gram matrix):
+    # lambda = 1e-3 lies below the rounding error of entries near 1e16.
+    x_train, _ = data
+    phi = torch.full((len(x_train), ensemble.cfg.hidden), 1e8)
+    ensemble.phi = lambda x, member=0: phi[: len(x)]
+    bonus = UCBBonus(ensemble, x_train, c=1.0, lam=1e-3, clip=1e9)
+    assert torch.isfinite(bonus(x_train[:4])).all()
+
+
 def test_feasibility_model_takes_signed_features_as_two_parts():
     # Infeasible when feature 0 is strongly negative: its negative part takes the blame.
     x = torch.randn(400, 5, generator=torch.Generator().manual_seed(0))

@@ -36,6 +36,7 @@ def write_cell(root: Path, method: str, seed: int, final_value: float) -> None:
             "key": [f"{method}{seed}-{i}" for i in range(n)],
             "reward": rewards,
             "feasible": True,
+            "reason": "",
             "charged": True,
             "cached": False,
             "oracle_calls": 1,

@@ -22,12 +22,14 @@ from reports.metrics import (
 )
 
 FLOOR = -1.0
-COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "charged", "cached", "oracle_calls", "wall_s"]
+COLUMNS = ["call", "round", "method", "seed", "key", "reward", "feasible", "reason", "charged", "cached", "oracle_calls",
+           "wall_s"]
 
 
 def make_log(rows: list[tuple]) -> pd.DataFrame:
     """A query log from (call, round, key, reward, feasible, charged, cached) tuples."""
-    records = [(call, rnd, "m", 0, key, reward, *flags, 0 if flags[-1] else 1, 0.1)
+    records = [(call, rnd, "m", 0, key, reward, flags[0], "" if flags[0] else "refused", *flags[1:],
+                0 if flags[-1] else 1, 0.1)
                for call, rnd, key, reward, *flags in rows]
     log = pd.DataFrame(records, columns=COLUMNS)
     return log.astype({"call": "Int64", "reward": "float64"})

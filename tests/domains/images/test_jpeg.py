@@ -148,3 +148,12 @@ def test_model_tensors_score_through_to_designs(oracles):
     designs = to_designs(split.held_out_x[:10], split.held_out_y[:10])
     assert np.array_equal(oracles[1](designs).reward, oracles[1](split.held_out_designs()[:10]).reward, equal_nan=True)
     assert torch.equal(torch.as_tensor([d.condition for d in designs]), split.held_out_y[:10])
+
+
+def test_reasons_name_the_digit_the_classifier_sees_instead(oracles, held_out):
+    wrong_label = [ImageDesign(d.pixels, (d.condition + 1) % 10) for d in held_out[:5]]
+    designs = held_out[:5] + wrong_label
+    out, why = oracles[0](designs), oracles[0].reasons(designs)
+    assert [w is None for w in why] == out.feasible.tolist()
+    for design, w in zip(wrong_label, why[5:]):
+        assert w.startswith("classifier sees") and f"not {design.condition} (p=0." in w

@@ -27,6 +27,12 @@ def test_designs_and_their_one_hot_graphs_have_the_same_features_and_slots_do_no
     assert torch.allclose(f.relaxed(G.one_hot(shuffled)), f(SMILES), atol=1e-5)  # a graph, not a slot order
 
 
+def test_the_feasibility_model_reads_the_appended_hazards_only():
+    f = featuriser()
+    x = f(["CC(C)(C)(C)C", "CCO.C"])
+    assert x[:, f.hazard_columns].tolist() == [[1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]]
+
+
 def test_relaxed_features_carry_gradients_to_atoms_and_bonds():
     soft = G.one_hot(G.encode(SMILES, 26))
     nodes, edges = soft.nodes.requires_grad_(), soft.edges.requires_grad_()

@@ -11,10 +11,11 @@ import torch
 
 from domains.molecules import graphs as G
 from domains.molecules import oracles
-from domains.molecules.data import DataError, read_smiles
+from domains.molecules.data import read_smiles
 from domains.molecules.featuriser import MoleculeFeaturiser
 from domains.molecules.graph_diffusion import GraphDiffusionConfig, GraphDiffusionModel
 from domains.molecules.quality import quality, top_designs_metrics
+from domains.wheels import DataError
 
 torch.set_num_threads(1)
 DRUGS = ["CC(=O)Oc1ccccc1C(=O)O", "Cn1c(=O)c2c(ncn2C)n(C)c1=O", "CC(C)Cc1ccc(C(C)C(=O)O)cc1", "CC(=O)Nc1ccc(O)cc1",
@@ -104,6 +105,8 @@ def test_featuriser_counts_atoms_bonds_environments_and_what_breaks_a_molecule()
     assert crowded[excess].tolist() == [1, 0, 0, 0, 0, 0, 0] and acid[excess].sum() == 0
     assert pieces[lonely] == 1 and acid[lonely] == 0
     assert ring[walks][0] == 1 and acid[walks][0] == 0  # one triangle
+    hazards = featuriser.hazard_columns  # what the feasibility model reads: excess valences and isolated atoms
+    assert crowded[hazards].tolist() == crowded[-14:-6].tolist() and pieces[hazards][-1] == 1
 
 
 def test_featuriser_of_relaxed_graphs_is_that_of_designs_on_one_hots_and_differentiable():

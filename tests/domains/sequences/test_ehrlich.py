@@ -147,3 +147,11 @@ def test_unplaceable_motifs_raise_a_clear_error():
 def test_config_rejects_inconsistent_settings_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         EhrlichConfig(**kwargs)
+
+
+def test_reasons_name_the_first_banned_transition():
+    oracle = Ehrlich(EhrlichConfig(num_states=4, dim=6, num_motifs=1, motif_length=2, seed=0))
+    banned = (oracle.transition_matrix == 0).nonzero()[0].tolist()
+    a, b = oracle.alphabet[banned[0]], oracle.alphabet[banned[1]]
+    design = a * 2 + a + b + b * 2  # one banned transition, between positions 3 and 4
+    assert oracle.reasons([design, oracle.optimal_solution()]) == [f"banned transition {a}{b} at 3", None]
