@@ -66,6 +66,16 @@ def jpeg_sizes_kb(pixels: np.ndarray) -> np.ndarray:
 
 
 @cache
+def quantisation_table() -> np.ndarray:
+    """(8, 8) the luminance quantisation steps PIL writes at quality 95, in natural (row) order."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        return np.asarray(image.quantization[0], dtype=np.float64).reshape(8, 8)
+
+
+@cache
 def smallest_jpeg_kb(size: int = IMAGE_SIZE) -> float:
     """The JPEG size of the most compressible (size, size) image: the least over the
     256 constant images (about 3 ms each)."""

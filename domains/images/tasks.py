@@ -20,7 +20,7 @@ from domains.base import Task
 from domains.images.classifier import train_classifier
 from domains.images.design import grid
 from domains.images.digits import split_digits
-from domains.images.featuriser import PixelFeaturiser
+from domains.images.featuriser import JpegFeaturiser, PixelFeaturiser
 from domains.images.jpeg import JpegCompressibility, JpegIncompressibility
 from domains.images.operators import ImageOperators
 
@@ -35,6 +35,8 @@ TASKS: dict[str, type] = {
     "digits-jpeg-compressibility": JpegCompressibility,
     "digits-jpeg-incompressibility": JpegIncompressibility,
 }
+FEATURES = {"jpeg": JpegFeaturiser, "pixels": PixelFeaturiser}
+"""The reward models' features, the task parameter `features` (the first is the default)."""
 # What `seiko-bench pretrain` makes besides the tasks' diffusion model.
 EXTRA_PRETRAIN = ["digit-classifier"]
 
@@ -65,7 +67,14 @@ def _pretraining_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor,
     return x[rows], y[rows]
 
 
-def build(name: str) -> Task:
+def build(name: str, **params: Any) -> Task:
+    """The task `name`; the spec's task parameter `features` picks the reward models'
+    features (`FEATURES`)."""
+    features = params.pop("features", next(iter(FEATURES)))
+    if params:
+        raise ValueError(f"image task {name!r} takes only the parameter features; got {', '.join(params)}")
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {', '.join(FEATURES)}; got {features!r}")
     oracle = TASKS[name]()
     return Task(
         name=name,
@@ -73,7 +82,7 @@ def build(name: str) -> Task:
         description=f"DDPO's {oracle.task} (JPEG q95, kB) of 16x16 digits, feasible when the classifier "
                     f"recognises the conditioned digit (p >= {oracle.threshold:g})",
         oracle=oracle,
-        featuriser=PixelFeaturiser(),
+        featuriser=FEATURES[features](),
         load_model=load_model,
         operators=ImageOperators(),
         pretraining_data=_pretraining_data,

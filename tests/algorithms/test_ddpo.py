@@ -141,3 +141,27 @@ def test_the_update_follows_the_gradient_of_the_mean_over_steps_and_adam_carries
     data.add(proposal.designs, np.array([d.count("A") for d in proposal.designs], float), np.ones(8, bool), round=2)
     method.update(m, data, round=2)
     assert next(iter(method.optimizer.state.values()))["step"] == 2
+
+
+@pytest.mark.parametrize("train_last_step", [True, False])
+def test_without_the_last_step_the_update_never_trains_it(monkeypatch, train_last_step):
+    m = model()
+    method = DDPO(DDPOConfig(batch_size=4, train_last_step=train_last_step),
+                  Context(SequenceFeaturiser(CFG.alphabet, CFG.length), 0.0, seed=0))
+    proposal = method.propose(m, 8, round=1)
+    data = Feedback()
+    data.add(proposal.designs, np.arange(8, dtype=float), np.ones(8, bool), round=1)
+    trained = []
+    log_prob = m.log_prob
+    monkeypatch.setattr(m, "log_prob", lambda trajectory, steps: trained.extend(steps) or log_prob(trajectory, steps))
+    method.update(m, data, round=1)
+    expected = set(range(CFG.num_steps)) if train_last_step else set(range(CFG.num_steps - 1))
+    assert set(trained) == expected
+
+
+def test_a_one_step_model_without_its_last_step_is_refused():
+    one_step = MaskedDiffusionModel(MDLMConfig(alphabet="ACDE", length=1, num_steps=1, d_model=16, n_layers=1,
+                                               n_heads=2))
+    method = DDPO(DDPOConfig(train_last_step=False), Context(SequenceFeaturiser("ACDE", 1), 0.0, seed=0))
+    with pytest.raises(ValueError, match="train_last_step=false leaves no step to train in a one-step model"):
+        method.check(one_step, [16])
