@@ -75,8 +75,7 @@ class PolicyGradientConfig:
     deterministic decoding (the digits' DDIM: sigma about 0.01 against 0.3-1 before):
     the gradient of its log-prob scales as 1 / sigma^2, so it is 10^3-10^4 times the
     other steps', the gradient clip then shrinks every step's share to almost nothing,
-    and the policy learns only to move its last step's pixels (as SEIKO's
-    `kl_last_step`)."""
+    and the policy learns only to move its last step's pixels."""
 
     def __post_init__(self) -> None:
         if not 0 < self.timestep_fraction <= 1:

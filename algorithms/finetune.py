@@ -28,12 +28,9 @@ def finetune_direct(
     lr: float,
     generator: torch.Generator,
     grad_clip: float = 1.0,
-    kl_last_step: bool = True,
 ) -> dict[str, float]:
-    """`reward` maps `DifferentiableSample.x` to (N,) rewards. Without
-    `kl_last_step` the KL leaves out the last reverse step (see
-    `SeikoConfig.kl_last_step`). Returns the last step's mean reward and KL
-    (diagnostics for the round record)."""
+    """`reward` maps `DifferentiableSample.x` to (N,) rewards. Returns the last
+    step's mean reward and KL (diagnostics for the round record)."""
     params = model.trainable_parameters()
     opt = torch.optim.Adam(params, lr=lr)
     reference = anchor if kl_weight > 0 else None
@@ -41,7 +38,7 @@ def finetune_direct(
     for _ in range(steps):
         sample = model.sample_with_grad(batch_size, generator=generator, last_k=last_k, reference=reference)
         r = reward(sample.x)
-        kl = (sample.kl if kl_last_step else sample.kl[:, :-1]).sum(1)
+        kl = sample.kl.sum(1)
         loss = -(r - kl_weight * kl).mean()
         opt.zero_grad()
         loss.backward()
