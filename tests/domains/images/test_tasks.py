@@ -45,3 +45,14 @@ def test_pretrain_writes_a_loadable_model_with_its_starting_report(tmp_path):
     assert model.metadata["pretraining"]["samples"] == 8
     sample = model.sample(2, generator=torch.Generator().manual_seed(0))
     assert all(isinstance(d, ImageDesign) and d.pixels.shape == (16, 16) for d in sample.designs)
+
+
+def test_the_reward_models_read_jpeg_features_unless_a_spec_asks_for_pixels():
+    from domains.images.featuriser import JpegFeaturiser, PixelFeaturiser
+
+    assert isinstance(get_task("digits-jpeg-compressibility").featuriser, JpegFeaturiser)
+    assert isinstance(get_task("digits-jpeg-compressibility", features="pixels").featuriser, PixelFeaturiser)
+    with pytest.raises(ValueError, match="features must be one of jpeg, pixels; got 'dct'"):
+        get_task("digits-jpeg-compressibility", features="dct")
+    with pytest.raises(ValueError, match="takes only the parameter features; got size"):
+        get_task("digits-jpeg-compressibility", size=28)
