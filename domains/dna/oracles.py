@@ -33,6 +33,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from domains.base import OracleOutput
 
@@ -129,6 +130,8 @@ class Site:
     def __init__(self, name: str, background: dict[str, float]):
         motif = load_matrix(name)
         self.matrix_id, self.factor = motif.matrix_id, motif.name
+        self.counts = pd.DataFrame({base: list(motif.counts[base]) for base in "ACGT"})
+        """(position, base) counts of the matrix, for logos."""
         self.pssm = motif.counts.normalize(pseudocounts=0.25).log_odds(background)
         self.reverse = self.pssm.reverse_complement()
         self.length = self.pssm.length
