@@ -20,7 +20,7 @@ from domains.base import UnknownName
 from domains.tasks import SAFE_NAME, TaskError, TaskRef, load_factory, task_ref
 
 SPECS = Path(__file__).parent / "specs"
-DEFAULT_SPECS = ["protein", "images"]  # one per domain: `seiko-bench run` with no spec runs them all
+DEFAULT_SPECS = ["protein", "images", "dna"]  # one per domain: `seiko-bench run` with no spec runs them all
 EVALUATIONS = ("task", "oracle", "off")
 
 
