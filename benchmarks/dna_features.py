@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import numpy as np
 import torch
 
-from benchmarks.molecule_features import HELD_OUT, held_out_spearman
+from benchmarks.molecule_features import spearman_cells
 from domains.dna import tasks
 from domains.sequences.featuriser import SequenceFeaturiser
 
@@ -38,13 +37,7 @@ def main() -> None:
         variants = {"k-mer counts": task,
                     "sequence features": dataclasses.replace(task, featuriser=SequenceFeaturiser("ACGT", tasks.LENGTH))}
         for label, variant in variants.items():
-            cells = []
-            for n in args.train:
-                rho = []
-                for seed in range(args.seeds):
-                    rows = np.random.default_rng(seed).choice(len(promoters), n + HELD_OUT, replace=False)
-                    rho.append(held_out_spearman(variant, [promoters[i] for i in rows], n, seed))
-                cells.append(f"{np.mean(rho):.2f} ± {np.std(rho):.2f}")
+            cells = spearman_cells(variant, promoters, args.train, args.seeds)
             print(f"| {name} | {label} | " + " | ".join(cells) + " |", flush=True)
 
 
