@@ -56,9 +56,11 @@ class RoundRecord:
     peak_rss_mb: float
     diagnostics: dict[str, float] = field(default_factory=dict)
     samples: list[Any] = field(default_factory=list, repr=False)  # the held-out designs scored (not in the row)
+    sample_rewards: np.ndarray | None = field(default=None, repr=False)  # their oracle rewards (NaN: none)
+    sample_feasible: np.ndarray | None = field(default=None, repr=False)  # and feasibility, to label pictures
 
     def row(self) -> dict[str, float]:
-        out = {k: v for k, v in vars(self).items() if k not in ("diagnostics", "samples")}
+        out = {k: v for k, v in vars(self).items() if k not in ("diagnostics", "samples", "sample_rewards", "sample_feasible")}
         return {**out, **self.diagnostics}
 
 
@@ -67,11 +69,20 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic) if np.ptp(a) > 0 and np.ptp(b) > 0 else float("nan")
 
 
-def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int,
-             seed: int) -> tuple[tuple[float, float, float, float, float], list[Any]]:
+@dataclass
+class Evaluation:
+    """The scores of one round's held-out samples, and the samples with their oracle answers."""
+
+    scores: tuple[float, float, float, float, float]
+    samples: list[Any]
+    rewards: np.ndarray
+    feasible: np.ndarray
+
+
+def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int, seed: int) -> Evaluation:
     """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation,
     learned value's rank correlation with the oracle on the feasible samples) of n
-    held-out samples, and the samples: the gap between the two rewards is
+    held-out samples, and the samples with their answers: the gap between the two rewards is
     over-optimisation, the rank correlation says whether the reward model orders
     feasible designs as the oracle does (SEIKO's premise)."""
     designs = method.draw(model, n, torch.Generator().manual_seed(seed)).designs
@@ -79,7 +90,8 @@ def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float
     score = np.where(feasible, reward, floor)
     learned = method.predict(designs)
     if learned is None:
-        return (float(score.mean()), float(feasible.mean()), float("nan"), float("nan"), float("nan")), designs
+        nan = float("nan")
+        return Evaluation((float(score.mean()), float(feasible.mean()), nan, nan, nan), designs, reward, feasible)
     spread = score.std() > 0 and np.std(learned) > 0
     corr = float(np.corrcoef(learned, score)[0, 1]) if spread else float("nan")
     predict_value = getattr(method, "predict_value", None)
@@ -87,7 +99,8 @@ def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float
     if predict_value is not None and feasible.sum() > 1:
         kept = [d for d, ok in zip(designs, feasible) if ok]
         rank_corr = spearman(predict_value(kept), reward[feasible])
-    return (float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr, rank_corr), designs
+    scores = (float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr, rank_corr)
+    return Evaluation(scores, designs, reward, feasible)
 
 
 TOP_UPS = 4
@@ -140,13 +153,13 @@ def run(
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
         if evaluator is None:
-            scores, samples, calls = (float("nan"),) * 5, [], 0
+            answers, calls = Evaluation((float("nan"),) * 5, [], None, None), 0
         else:
-            scores, samples = evaluate(model, method, evaluator, floor, eval_samples, eval_seed)
+            answers = evaluate(model, method, evaluator, floor, eval_samples, eval_seed)
             calls = eval_samples * calls_per_design
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        records.append(RoundRecord(r, oracle.used, *scores, calls, time.perf_counter() - start, peak,
-                                   diagnostics, samples))
+        records.append(RoundRecord(r, oracle.used, *answers.scores, calls, time.perf_counter() - start, peak,
+                                   diagnostics, answers.samples, answers.rewards, answers.feasible))
         on_round(records[-1])
 
     record(0, time.perf_counter(), {})

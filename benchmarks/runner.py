@@ -1,150 +1,29 @@
-"""Runs the cells of a spec, resumably, and writes the results schema.
+"""Runs the unfinished cells of a spec on a pool of processes, resumably.
 
-A cell is one (task, method, seed). Its folder holds queries.csv (the budgeted
-oracle's log), evals.csv (held-out value after every round) and, written last,
-metrics.json: a cell is finished iff metrics.json exists, so a rerun skips it,
-and a killed cell (no metrics.json) is cleared and run again from the start.
-Every file is written atomically (temp file + rename), so nothing half-written
-is ever read back.
-
-A finished cell records the fingerprint of its settings and the version of the
-code that produced it (`code_version`). A rerun with other settings refuses to
-replace it; a rerun with the same settings under changed code reruns it, so no
-result older than its code survives a run.
+What a cell computes, and when a finished one is stale, is `benchmarks.cell`;
+this module only schedules cells, so it is not part of their code version.
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import io
 import json
 import os
-import platform
-import random
 import signal
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from functools import cache
-from importlib import metadata
 from itertools import islice
 from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import torch
-from matplotlib.image import imsave
 from tqdm.auto import tqdm
 
-from algorithms import loop
-from algorithms.budgeted_oracle import BudgetedOracle
-from algorithms.config import plain
-from algorithms.method import Context
-from algorithms.registry import METHODS, build_method
-from benchmarks.spec import Spec, SpecError
-from benchmarks.tracking import Tracking, round_values
-from domains.tasks import TaskRef, load_factory, package_files
+from benchmarks.cell import cell_code, cell_dir, cell_settings, environment, finished, run_cell
+from benchmarks.spec import Spec
+from benchmarks.tracking import Tracking
 from reports import atomic_write
-from reports.metrics import summarise, top_queries
-
-# The held-out samples of the first and last evaluation, drawn where a task can render them.
-SAMPLE_PICTURES = ("samples_first.png", "samples_last.png")
-TOP_PICTURE = "top_designs.png"  # the best measured designs, where a task draws them from their keys
-CELL_FILES = ("queries.csv", "evals.csv", "metrics.json", *SAMPLE_PICTURES, TOP_PICTURE)
-
-
-def png(image: np.ndarray) -> bytes:
-    """uint8 (H, W) or (H, W, 3) pixels as PNG bytes, greyscale kept grey."""
-    buffer = io.BytesIO()
-    imsave(buffer, image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, format="png")
-    return buffer.getvalue()
-
-
-def cell_dir(out: Path, spec: Spec, task: str, method: str, seed: int) -> Path:
-    return out / spec.name / task / method / f"seed{seed}"
-
-
-def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, Any]:
-    """Everything that determines a cell's result, stored in its metrics.json."""
-    ref, resolved = spec.task(task), spec.method(method)
-    return {
-        "task": task, "task_source": ref.source, "task_params": ref.params,
-        "method": method, "runs": resolved.method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
-        "eval_samples": spec.eval_samples, "evaluation": spec.evaluation, "auc_freq": spec.auc_freq,
-        "config": plain(resolved.config),
-    }
-
-
-# The code that decides a cell's numbers: the modules of `algorithms/` its method
-# runs (`method_files`), the protocols and shared modules of `domains/` with its
-# shared samplers, this runner, and the task's own domain package
-# (`TaskRef.code_files`); not another method, another domain, the CLI, the specs
-# or the reports, so that editing one method or adding a domain leaves the other
-# cells current.
-_PROJECT = Path(__file__).resolve().parent.parent
-_ALGORITHMS = _PROJECT / "algorithms"
-
-
-def _project_imports(path: Path) -> set[Path]:
-    """The modules of `algorithms/` that a module imports."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "algorithms":
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("algorithms."):
-            names = [node.module.split(".")[1]]
-        elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("algorithms.")]
-        else:
-            continue
-        found |= {_ALGORITHMS / f"{name}.py" for name in names if (_ALGORITHMS / f"{name}.py").is_file()}
-    return found
-
-
-@cache
-def method_files(method: str) -> tuple[Path, ...]:
-    """The modules of `algorithms/` whose code a cell of `method` (a registered
-    name) runs: its own module and the modules this runner imports (the loop, the
-    budgeted oracle, the registry), with everything they import from
-    `algorithms/`, transitively (large-scale RL runs DDPO's update, SEIKO the
-    reward models). The registry finds method modules at run time, unseen here,
-    so another method's module is never part of it."""
-    own = Path(sys.modules[METHODS[method].cls.__module__].__file__).resolve()
-    files, todo = set(), [own, *_project_imports(Path(__file__))]
-    while todo:
-        path = todo.pop().resolve()
-        if path not in files:
-            files.add(path)
-            todo += _project_imports(path)
-    return tuple(sorted(files | {_ALGORITHMS / "__init__.py"}))
-
-
-def code_version(task_files: list[Path] = (), method: str | None = None) -> dict[str, str]:
-    """The project's version and a hash of the code that produces a cell of
-    `method` (every method's code when None) on a task whose own code is
-    `task_files`: a cell finished under another hash is stale."""
-    domains = _PROJECT / "domains"
-    algorithms = package_files(_ALGORITHMS) if method is None else list(method_files(method))
-    files = [*algorithms, *sorted(domains.glob("*.py")), *package_files(domains / "diffusion")]
-    digest = hashlib.sha256()
-    for path in [*files, Path(__file__).resolve(), *task_files]:
-        name = path.relative_to(_PROJECT) if path.is_relative_to(_PROJECT) else path.name
-        digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
-    try:
-        version = metadata.version("seiko-bench")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"version": version, "hash": digest.hexdigest()[:16]}
-
-
-def cell_code(spec: Spec, task: str, method: str) -> dict[str, str]:
-    """The code version of a spec's cell: its task's code and its method's."""
-    return code_version(spec.task(task).code_files(), spec.method(method).method)
 
 
 def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[tuple[str, str, int]], list[dict[str, Any]]]:
@@ -160,122 +39,6 @@ def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[tuple[str, str
         else:
             todo.append((task, method, seed))
     return todo, done
-
-
-def environment() -> dict[str, Any]:
-    """What produced a result: versions, the code's commit, the machine."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except OSError:
-        commit = None
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "git_commit": commit}
-
-
-def fingerprint(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def finished(folder: Path, settings: dict[str, Any], code: dict[str, str], rerun: bool) -> bool:
-    """True if the cell is done with these settings by this code. A cell finished
-    with other settings is refused (unless asked to rerun); one finished by other
-    code is stale and runs again."""
-    metrics = folder / "metrics.json"
-    if not metrics.exists() or rerun:
-        return False
-    done = json.loads(metrics.read_text())
-    if done.get("fingerprint") != fingerprint(settings):
-        raise SpecError(f"{folder} was finished with other settings; pass --rerun to replace it or --out another folder")
-    return done.get("code", {}).get("hash") == code["hash"]
-
-
-def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
-             progress: bool = False, tracking: Tracking | None = None) -> dict[str, Any]:
-    """Run one cell from scratch and write its three files; returns its metrics.
-    With `tracking`, every round is also logged to that tracker.
-
-    One torch thread per cell: cells run one per core, and oversubscribed torch
-    threads on a busy machine are many times slower, not a little."""
-    folder = cell_dir(out, spec, task_name, method_name, seed)
-    settings = cell_settings(spec, task_name, method_name, seed)
-    ref = spec.task(task_name)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in CELL_FILES:
-        (folder / name).unlink(missing_ok=True)
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-
-    start = time.perf_counter()
-    task = ref.build()
-    model = task.load_model()
-    resolved = spec.method(method_name)
-    method = build_method(resolved.method, Context.from_task(task, seed), label=method_name, config=resolved.config)
-    oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
-                            charge_infeasible=task.charge_infeasible)
-    records: list[loop.RoundRecord] = []
-    num_rounds = len(method.schedule(spec.rounds))
-    bar = tqdm(total=num_rounds, desc=f"{method_name} seed{seed}", unit="round", leave=False, disable=not progress)
-    tracker = None if tracking is None else tracking.open(f"{spec.name}/{task_name}/{method_name}/seed{seed}", settings)
-
-    def save(record: loop.RoundRecord) -> None:
-        records.append(record)
-        if task.render is not None and record.samples and record.round in (0, num_rounds):
-            picture = SAMPLE_PICTURES[record.round == num_rounds]
-            atomic_write(folder / picture, png(task.render(record.samples)))
-        atomic_write(folder / "evals.csv", pd.DataFrame([r.row() for r in records]).to_csv(index=False))
-        atomic_write(folder / "queries.csv", oracle.log().to_csv(index=False))
-        bar.update(record.round > 0)
-        bar.set_postfix(value=f"{record.value:.3f}", used=record.queries_used)
-        if tracker is not None:
-            tracker.log(round_values(record.row()), step=record.queries_used)
-
-    try:
-        loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
-                 eval_seed=10_000 + seed, eval_oracle=evaluation_oracle(spec, task, ref), on_round=save)
-    finally:
-        bar.close()  # also on error, so the error line is not glued to an open bar
-        if tracker is not None:
-            tracker.finish()
-    log = oracle.log()
-    best = top_queries(log)
-    if task.draw_keys is not None and len(best):
-        atomic_write(folder / TOP_PICTURE, png(task.draw_keys(best["key"].tolist(),
-                                                              [f"{r:.3f}" for r in best["reward"]])))
-    metrics = {
-        **summarise(log, spec.budget, task.oracle.floor, freq=spec.auc_freq),
-        **(task.design_metrics(best["key"].tolist()) if task.design_metrics is not None else {}),
-        "final_value": records[-1].value,
-        "final_feasible": records[-1].feasible_fraction,
-        "final_learned_reward": records[-1].learned_reward,
-        "final_value_spearman": records[-1].value_spearman,
-        "eval_oracle_calls": sum(r.eval_oracle_calls for r in records),
-        "wall_s": time.perf_counter() - start,
-        "spec": spec.name, "task": task_name, "method": method_name, "seed": seed,
-        "floor": task.oracle.floor, "optimum": task.oracle.optimum, "task_info": task.info,
-        "fingerprint": fingerprint(settings), "settings": settings, "code": cell_code(spec, task_name, method_name),
-        "environment": environment(),
-    }
-    metrics["total_oracle_calls"] = metrics["oracle_calls"] + metrics["eval_oracle_calls"]
-    metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
-    atomic_write(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return metrics
-
-
-def evaluation_oracle(spec: Spec, task, ref: TaskRef):
-    """What scores a cell's held-out samples: the spec's `evaluation` setting."""
-    if spec.evaluation == "off":
-        return None
-    if spec.evaluation == "oracle":
-        return "oracle"
-    if spec.evaluation == "task":
-        return task.evaluation
-    oracle = load_factory(spec.evaluation, spec.root)()
-    if not callable(oracle) or not hasattr(oracle, "key"):
-        raise SpecError(f"evaluation {spec.evaluation} returned a {type(oracle).__name__}, not an Oracle")
-    return oracle
 
 
 def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.runner import cell_dir, run_spec
+from benchmarks.cell import cell_dir
+from benchmarks.runner import run_spec
 from benchmarks.spec import DEFAULT_SPECS, load_spec
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"

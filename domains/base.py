@@ -247,8 +247,9 @@ class Task:
     operators: Operators | None = None  # search moves, for methods that search designs directly
     pretraining_data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     """n fresh clean samples (encoded, with conditions or None) of what the model was pretrained on."""
-    render: Callable[[Sequence[Any]], np.ndarray] | None = None
-    """Designs to one uint8 picture (a grid of images), for domains people would rather look at."""
+    render: Callable[[Sequence[Any], Sequence[str]], np.ndarray] | None = None
+    """Designs to one uint8 picture (a grid of images), for domains people would rather look at, with a
+    label for each (the runner passes the held-out samples' oracle rewards, or "infeasible")."""
     draw_keys: Callable[[Sequence[str], Sequence[str]], np.ndarray] | None = None
     """The best designs a run measured, drawn from their cache keys with a label under each (molecules:
     structures from canonical SMILES), for domains whose key is the design itself."""

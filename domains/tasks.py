@@ -14,6 +14,7 @@ results folder is `name`, or else the `Task.name` the factory returns.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -132,9 +133,41 @@ class TaskRef:
         if not getattr(module, "__file__", None):
             return []
         path = Path(module.__file__).resolve()
-        if path.parent.parent == _DOMAINS:
-            return package_files(path.parent)
-        return [path]
+        own = package_files(path.parent) if path.parent.parent == _DOMAINS else [path]
+        return own + sorted(imported_domain_modules(own) - set(own))
+
+
+def imported_modules(path: Path, package: Path) -> set[Path]:
+    """The modules of `package` (a folder of the project, imported by its folder
+    name) that the module at `path` imports: `from package.a import b` is the
+    module a/b.py if there is one, else a.py (or a/__init__.py)."""
+    def files(dotted: str) -> list[Path]:
+        base = package.joinpath(*dotted.split(".")[1:])
+        return [f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()][:1]
+
+    found: set[Path] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == package.name:
+            named = [f for alias in node.names for f in files(f"{node.module}.{alias.name}")]
+            found |= set(named if len(named) == len(node.names) else files(node.module) + named)
+        elif isinstance(node, ast.Import):
+            found |= {f for a in node.names if a.name.split(".")[0] == package.name for f in files(a.name)}
+    return found
+
+
+def imported_domain_modules(files: list[Path]) -> set[Path]:
+    """Every module of a domain package that `files` import, transitively: a DNA
+    task runs the sequence domain's masked model, so its cells' code version
+    covers that model's module and what it imports, not the protein checkpoint.
+    (The top-level modules of domains/ are in every code version already.)"""
+    seen: set[Path] = set()
+    todo = [f for f in files if f.suffix == ".py"]
+    while todo:
+        for module in imported_modules(todo.pop(), _DOMAINS) - seen:
+            if module.parent != _DOMAINS:
+                seen.add(module)
+                todo.append(module)
+    return seen
 
 
 def package_files(folder: Path) -> list[Path]:

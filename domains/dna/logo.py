@@ -17,21 +17,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from domains.dna.oracles import Site, reverse_complement
-
-ALPHABET = "ACGT"
+from domains.dna.oracles import ALPHABET, Site, reverse_complement
 
 
 def counts(designs: Sequence[str]) -> pd.DataFrame:
-    """(position, base) counts of designs (a letter outside ACGT counts for no base)."""
-    length = max(map(len, designs))
-    table = np.zeros((length, len(ALPHABET)))
-    for design in designs:
-        for i, letter in enumerate(design.upper()):
-            j = ALPHABET.find(letter)
-            if j >= 0:
-                table[i, j] += 1
-    return pd.DataFrame(table, columns=list(ALPHABET))
+    """(position, base) counts of designs of one length (logomaker's own counting; a letter outside ACGT counts for no base)."""
+    import logomaker
+
+    return logomaker.alignment_to_matrix(list(designs), to_type="counts", characters_to_ignore="N").reindex(
+        columns=list(ALPHABET), fill_value=0)
 
 
 def best_sites(designs: Sequence[str], site: Site) -> list[str]:
@@ -59,7 +53,7 @@ def logos(panels: Sequence[tuple[pd.DataFrame, str]], title: str) -> np.ndarray:
     from matplotlib import pyplot as plt
 
     widths = [len(frame) + 4 for frame, _ in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, 0.16 * sum(widths)), 2.1), dpi=100,
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, 0.14 * sum(widths)), 2.1), dpi=80,
                              gridspec_kw={"width_ratios": widths}, squeeze=False)
     try:
         for ax, (frame, label) in zip(axes[0], panels):

@@ -42,7 +42,9 @@ YEAST_BACKGROUND = {"A": 0.31, "C": 0.19, "G": 0.19, "T": 0.31}
 """Base composition of the S. cerevisiae S288C genome (GC 38%), the background
 the pretraining sequences come from."""
 AGGREGATES = ("best", "occupancy")
-COMPLEMENT = str.maketrans("ACGT", "TGCA")
+ALPHABET = "ACGT"
+"""The bases, in the order of every count table and one-hot of this domain."""
+COMPLEMENT = str.maketrans(ALPHABET, "TGCA")
 
 
 def reverse_complement(seq: str) -> str:
@@ -66,14 +68,14 @@ class SynthesisRules:
         if self.max_homopolymer < 1:
             raise ValueError(f"max_homopolymer must be at least 1, got {self.max_homopolymer}")
         for enzyme, site in self.sites:
-            if not site or set(site) - set("ACGT"):
-                raise ValueError(f"{enzyme}: recognition site {site!r} must be letters of ACGT")
+            if not site or set(site) - set(ALPHABET):
+                raise ValueError(f"{enzyme}: recognition site {site!r} must be letters of {ALPHABET}")
 
     def problem(self, seq: str) -> str | None:
         """None when `seq` (upper case) can be synthesised, else why not."""
         if not seq:
             return "empty sequence"
-        other = sorted(set(seq) - set("ACGT"))
+        other = sorted(set(seq) - set(ALPHABET))
         if other:
             return f"letter {other[0]} (only A, C, G, T)"
         gc = (seq.count("G") + seq.count("C")) / len(seq)
@@ -118,7 +120,7 @@ def load_matrix(name: str):
         motif = max(found, key=lambda m: (m.collection == "CORE", m.matrix_id)) if found else None
     if motif is None:
         known = _matrix_ids()
-        close = difflib.get_close_matches(name, list(known) + list(known.values()), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(name, sorted(set(known) | set(known.values())), n=3, cutoff=0.6)
         hint = f"; close: {', '.join(close)}" if close else ""
         raise UnknownMatrix(f"no JASPAR matrix {name!r} in {JASPAR_RELEASE}{hint}")
     return motif
@@ -130,7 +132,7 @@ class Site:
     def __init__(self, name: str, background: dict[str, float]):
         motif = load_matrix(name)
         self.matrix_id, self.factor = motif.matrix_id, motif.name
-        self.counts = pd.DataFrame({base: list(motif.counts[base]) for base in "ACGT"})
+        self.counts = pd.DataFrame({base: list(motif.counts[base]) for base in ALPHABET})
         """(position, base) counts of the matrix, for logos."""
         self.pssm = motif.counts.normalize(pseudocounts=0.25).log_odds(background)
         self.reverse = self.pssm.reverse_complement()
@@ -161,7 +163,7 @@ class BindingOracle:
                  background: dict[str, float] = YEAST_BACKGROUND):
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
-        if abs(sum(background.values()) - 1) > 1e-6 or set(background) != set("ACGT"):
+        if abs(sum(background.values()) - 1) > 1e-6 or set(background) != set(ALPHABET):
             raise ValueError(f"background must give A, C, G, T probabilities summing to 1, got {background}")
         self.site = Site(factor, background)
         self.off = [Site(f, background) for f in off_targets]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from domains.base import Task
 from domains.dna.data import GENOME_WHEEL, yeast_promoters
 from domains.dna.featuriser import KmerFeaturiser
 from domains.dna.logo import design_logos
-from domains.dna.oracles import JASPAR_RELEASE, BindingOracle, SynthesisRules
+from domains.dna.oracles import ALPHABET, JASPAR_RELEASE, BindingOracle, SynthesisRules
 from domains.sequences.alphabet import encode
 from domains.sequences.mdlm import MaskedDiffusionModel
 from domains.sequences.pretraining import pretrain_on_data, sample_designs
@@ -52,7 +53,6 @@ from domains.sequences.user_task import sequence_task
 from domains.wheels import cache_dir
 
 DOMAIN = "dna"
-ALPHABET = "ACGT"
 LENGTH = 64
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 CHECKPOINT = CHECKPOINTS / f"yeast-promoters-l{LENGTH}.safetensors"
@@ -90,6 +90,13 @@ def promoters() -> list[str]:
     return gzip.decompress(DATA.read_bytes()).decode().split()
 
 
+@cache
+def training_tokens() -> torch.Tensor:
+    """The shipped windows encoded, once per process: large-scale RL asks for
+    pretraining data every round (decoding all of them took 92 ms a call)."""
+    return encode(promoters(), ALPHABET, LENGTH)
+
+
 def oracle(name: str, **params: Any) -> BindingOracle:
     """Task `name`'s oracle; `params` override its factor and synthesis rules."""
     unknown = set(params) - set(ORACLE_PARAMS) - set(RULE_PARAMS)
@@ -110,7 +117,7 @@ def build(name: str, **params: Any) -> Task:
         raise _missing()
 
     def pretraining_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, None]:
-        tokens = encode(promoters(), ALPHABET, LENGTH)
+        tokens = training_tokens()
         return tokens[torch.randint(len(tokens), (n,), generator=generator)], None
 
     rules = binding.rules
@@ -118,8 +125,9 @@ def build(name: str, **params: Any) -> Task:
     description = (f"{binding.site.factor} ({binding.site.matrix_id}, {JASPAR_RELEASE}) {binding.aggregate}{off} "
                    f"on {LENGTH}-base yeast promoters; synthesisable: GC {rules.gc_min:g}-{rules.gc_max:g}, "
                    f"runs <= {rules.max_homopolymer}, no {'/'.join(e for e, _ in rules.sites)} site")
-    def render(designs: Sequence[str]) -> np.ndarray:
-        return design_logos(designs, "held-out samples of the model", binding.site)
+    def render(designs: Sequence[str], labels: Sequence[str] = ()) -> np.ndarray:
+        feasible = f", {sum(label != 'infeasible' for label in labels)} of {len(labels)} feasible" if labels else ""
+        return design_logos(designs, f"held-out samples of the model{feasible}", binding.site)
 
     def draw_keys(keys: Sequence[str], labels: Sequence[str]) -> np.ndarray:  # a DNA design's key is itself
         rewards = f", rewards {labels[0]} to {labels[-1]}" if labels else ""

@@ -32,16 +32,31 @@ class ImageDesign:
         return digest.hexdigest()
 
 
-def grid(designs: Sequence[ImageDesign], columns: int = 8, limit: int = 32, pad: int = 1) -> np.ndarray:
-    """The first `limit` designs tiled row by row, `columns` to a row, on a white
-    `pad`-pixel border: uint8 (H, W) for greyscale designs, (H, W, 3) for RGB."""
-    images = [d.pixels for d in designs[:limit]]
-    if not images:
+def grid(designs: Sequence[ImageDesign], labels: Sequence[str] = (), columns: int = 8, limit: int = 32) -> np.ndarray:
+    """The first `limit` designs, `columns` to a row, each drawn at 4-5x its size over
+    its condition and label (the runner's oracle reward, or "infeasible", in red),
+    as one uint8 RGB picture. Drawn with matplotlib's object API (no pyplot), so no
+    global backend is switched in a worker."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shown = list(designs[:limit])
+    if not shown:
         raise ValueError("no designs to draw")
-    h, w = images[0].shape[:2]
-    rows = -(-len(images) // columns)
-    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, *images[0].shape[2:]), 255, np.uint8)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = image
-    return canvas
+    rows = -(-len(shown) // columns)
+    fig = Figure(figsize=(0.95 * columns, 1.1 * rows), dpi=100, layout="constrained")
+    for i, ax in enumerate(fig.subplots(rows, columns, squeeze=False).flat):
+        ax.set_axis_off()
+        if i >= len(shown):
+            continue
+        design, label = shown[i], (labels[i] if i < len(labels) else "")
+        grey = design.pixels.ndim == 2
+        ax.imshow(design.pixels, cmap="gray" if grey else None, vmin=0, vmax=255, interpolation="nearest")
+        condition = design.condition
+        condition = f"digit {condition}" if isinstance(condition, int | np.integer) else str(condition)
+        condition = condition if len(condition) <= 14 else condition[:13] + "\u2026"
+        ax.set_title(f"{condition}\n{label}" if label else condition, fontsize=7, pad=2,
+                     color="tab:red" if label == "infeasible" else "black")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

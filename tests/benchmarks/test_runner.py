@@ -216,11 +216,11 @@ def test_stale_cell_of_older_code_is_rerun(copy_of_finished):
 
 
 def test_code_version_covers_the_tasks_own_domain_and_not_the_others(tmp_path):
-    from benchmarks.runner import code_version
+    from benchmarks.cell import code_version
     from domains.tasks import TaskRef
 
     files = TaskRef(TASK).code_files()
-    assert files and all("domains/sequences" in str(p) for p in files)
+    assert files and all("domains/sequences" in str(p) or "domains/diffusion" in str(p) for p in files)
     assert any(p.suffix == ".safetensors" for p in files)  # the shipped checkpoint is part of the code
     module = tmp_path / "mine.py"
     module.write_text("A = 1\n")
@@ -230,8 +230,17 @@ def test_code_version_covers_the_tasks_own_domain_and_not_the_others(tmp_path):
     assert code_version([module])["hash"] != before["hash"]
 
 
+def test_a_tasks_code_covers_the_modules_it_imports_from_other_domains_not_their_checkpoints():
+    from domains.tasks import TaskRef
+
+    files = {str(p).split("domains/")[-1] for p in TaskRef("gcn4-occupancy").code_files()}
+    assert {"dna/tasks.py", "sequences/mdlm.py", "sequences/user_task.py"} <= files  # its model is the sequence domain's
+    assert not any(f.startswith("sequences/checkpoints") for f in files)  # the protein weights are not its code
+    assert not any(f.startswith(("molecules/", "images/")) for f in files)
+
+
 def test_code_version_covers_the_methods_own_code_and_what_it_runs_not_other_methods():
-    from benchmarks.runner import code_version, method_files
+    from benchmarks.cell import code_version, method_files
 
     names = {method: {p.name for p in method_files(method)} for method in ("ddpo-is", "large-scale-rl", "greedy")}
     shared = {"loop.py", "budgeted_oracle.py", "method.py", "config.py", "registry.py"}

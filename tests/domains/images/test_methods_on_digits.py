@@ -46,4 +46,5 @@ def test_method_runs_on_digits(name, task_name):
     assert records[-1].queries_used == oracle.used <= sum(ROUNDS)
     assert all(np.isfinite(r.value) for r in records)
     assert len(records[-1].samples) == 4 and records[-1].samples[0].pixels.shape == (16, 16)
-    assert task.render(records[-1].samples).dtype == np.uint8
+    picture = task.render(records[-1].samples, ["0.500"] * len(records[-1].samples))
+    assert picture.dtype == np.uint8 and picture.ndim == 3
