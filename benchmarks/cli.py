@@ -16,7 +16,7 @@ from pathlib import Path
 from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
 from benchmarks.lock import FolderLocked, results_lock
-from benchmarks.runner import run_spec
+from benchmarks.runner import EXECUTORS, run_spec
 from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
 from benchmarks.tracking import TRACKERS, Tracking
 from domains.base import CapabilityError
@@ -53,6 +53,8 @@ def _writable_folder(out: Path) -> None:
 def _run(args: argparse.Namespace) -> None:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.address is not None and args.executor != "ray":
+        raise ValueError("--address names a Ray cluster; it goes with --executor ray")
     specs = [load_spec(s, args.set) for s in (args.spec or DEFAULT_SPECS)]  # all validated before any cell runs
     _writable_folder(args.out)
     with results_lock(args.out):
@@ -62,7 +64,8 @@ def _run(args: argparse.Namespace) -> None:
         print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun)}", flush=True)
         tracking = None if args.log_with is None else Tracking(args.log_with, args.log_dir or args.out / "trackers")
         for spec in specs:
-            cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun, tracking=tracking)
+            cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun, tracking=tracking,
+                             executor=args.executor, address=args.address)
             print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")
         if not args.no_report:
             _write_report(args.out)
@@ -124,6 +127,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, YAML value: --set seeds=[0] --set config.greedy.kl_weight=0.1")
     run.add_argument("--workers", type=int, default=None, help="parallel cells (default: one per core)")
+    run.add_argument("--executor", choices=EXECUTORS, default="pool",
+                     help="where cells run: a pool of processes here (default), or Ray tasks (pip install -e '.[ray]')")
+    run.add_argument("--address", default=None,
+                     help="with --executor ray: a running Ray cluster (e.g. ray://head:10001 or auto); "
+                          "default: a local Ray on --workers CPUs")
     run.add_argument("--rerun", action="store_true", help="rerun cells that are already finished")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
     run.add_argument("--log-with", choices=TRACKERS, default=None,

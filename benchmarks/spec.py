@@ -71,6 +71,9 @@ class Spec:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Named variants of a method for ablations, usable in `methods`:
     `ucb-c0.1: {method: seiko-ucb, config: {bonus: {bonus_scale: 0.1}}}`."""
+    resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
+    """What one cell reserves under `--executor ray` ({cpus: 1, gpus: 0}; a Stable Diffusion
+    cell asks for a GPU). It cannot change a cell's numbers, so no cell's fingerprint holds it."""
     description: str = ""
     """One line for the report."""
     root: str = ""
@@ -113,6 +116,13 @@ class Spec:
                 load_factory(self.evaluation, self.root)
             except TaskError as err:
                 raise SpecError(f"{where}: evaluation: {err}") from None
+        resources = {"cpus": 1, "gpus": 0, **(self.resources if isinstance(self.resources, dict) else {"": None})}
+        if set(resources) != {"cpus", "gpus"} or any(
+                isinstance(v, bool) or not isinstance(v, int | float) or v < 0 for v in resources.values()):
+            raise SpecError(f"{where}: resources must be {{cpus: N, gpus: M}} with numbers >= 0, got {self.resources!r}")
+        if resources["cpus"] <= 0:
+            raise SpecError(f"{where}: resources.cpus must be above 0, got {resources['cpus']!r}")
+        self.resources = resources
         if not isinstance(self.description, str):
             raise SpecError(f"{where}: description must be a string")
         self._tasks = self._resolve_tasks()

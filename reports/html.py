@@ -85,7 +85,7 @@ table.leaderboard th { cursor: pointer; background: #f4f4f4; }
 table.leaderboard th[data-order="desc"]::after { content: " \\25BC"; }
 table.leaderboard th[data-order="asc"]::after { content: " \\25B2"; }
 img.curves { max-width: 100%; }
-img.grid { width: 360px; image-rendering: pixelated; }
+img.grid { max-width: 640px; }
 dl { font-size: 0.9em; } dt { font-weight: bold; } dd { margin: 0 0 0.4em 1.5em; }
 """
 
