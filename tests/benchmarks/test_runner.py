@@ -110,6 +110,26 @@ def test_finished_cell_is_skipped(copy_of_finished, capsys):
     assert "protein: 1 cells finished" in capsys.readouterr().out
 
 
+def test_a_manifest_a_kill_left_unwritten_is_written_by_the_next_run_without_running_cells(copy_of_finished):
+    manifest = copy_of_finished / "protein" / "manifest.json"
+    metrics = cell(copy_of_finished) / "metrics.json"
+    before = metrics.stat().st_mtime_ns
+    manifest.unlink()
+    assert run(copy_of_finished) == 0
+    written = json.loads(manifest.read_text())
+    assert written["cells_done_before"] == 1 and written["cells_run"] == [] and written["executor"] == "pool"
+    assert metrics.stat().st_mtime_ns == before  # the finished cell was not run again
+
+
+def test_the_progress_of_running_cells_is_read_from_their_evals(finished):
+    from benchmarks.runner import _running_status
+    from benchmarks.spec import load_spec
+
+    spec = load_spec("protein", ["rounds=[8,8]", "seeds=[0, 1]", "methods=[greedy]"])
+    status = _running_status(finished, spec, {"a": (TASK, "greedy", 0), "b": (TASK, "greedy", 1)})
+    assert status == "greedy s0 16/16; greedy s1 0/16"  # seed 1 has written nothing yet
+
+
 def test_killed_cell_is_rerun_from_scratch(finished, copy_of_finished):
     folder = cell(copy_of_finished)
     # What a kill leaves: part of the logs and no metrics.json.
