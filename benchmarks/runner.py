@@ -61,8 +61,10 @@ def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool =
         return done
     ran = _run_cells(spec, out, todo, workers, len(done), tracking, executor, address) if todo else []
     codes = {f"{task}/{method}": cell_code(spec, task, method) for task in spec.task_names() for method in spec.methods}
+    # Each task's info as its cells ran it: settings a machine could not honour are replaced there, and say so.
+    task_info = {cell["task"]: cell.get("task_info") for cell in done + ran}
     manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "executor": executor,
-                "cells_done_before": len(done), "cells_run": todo}
+                "task_info": task_info, "cells_done_before": len(done), "cells_run": todo}
     atomic_write(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return done + ran
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import timeit
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +22,12 @@ import torch
 
 from algorithms.budgeted_oracle import BudgetedOracle
 from algorithms.reward_models import OptimismConfig, RewardEnsemble, RewardModelConfig, objective
+from benchmarks.yardstick import reference_seconds
 from domains.tasks import get_task
 
 BASELINE = Path(__file__).with_name("hot_ops_baseline.json")
 TOLERANCE = 2.0
 """A hot operation may be at most this many times slower, relative to the reference, than its baseline."""
-
-
-def reference_seconds() -> float:
-    """Best of 5 runs of 20 products of 256 x 256 matrices: the yardstick."""
-    a = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
-    return min(timeit.repeat(lambda: [a @ a for _ in range(20)], number=1, repeat=5))
 
 
 @pytest.fixture(scope="module")

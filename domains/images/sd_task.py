@@ -30,7 +30,7 @@ from domains.images.sd_rewards import (
     SDJpegIncompressibility,
     load_clip_vision,
 )
-from domains.images.stable_diffusion import StableDiffusionConfig, StableDiffusionModel
+from domains.images.stable_diffusion import StableDiffusionConfig, StableDiffusionModel, honoured
 
 REWARDS = ("aesthetic", "jpeg-compressibility", "jpeg-incompressibility")
 
@@ -54,6 +54,7 @@ def build_task(
         if unknown:
             raise ValueError(f"Stable Diffusion config: unknown settings {unknown}; known: {', '.join(sorted(names))}")
         config = StableDiffusionConfig(**config)
+    config, fallbacks = honoured(config)
     if reward not in REWARDS:
         raise UnknownName("Stable Diffusion reward", reward, REWARDS)
     if reward == "aesthetic" and aesthetic_weights is None:
@@ -78,5 +79,7 @@ def build_task(
         load_model=lambda: StableDiffusionModel(config),
         info={"oracle": oracle.name, "pretrained": config.pretrained, "resolution": config.resolution,
               "num_steps": config.num_steps, "guidance_scale": config.guidance_scale,
-              "lora_rank": config.lora_rank, "clip": clip, "prompts": len(config.prompts)},
+              "lora_rank": config.lora_rank, "clip": clip, "prompts": len(config.prompts), "dtype": config.dtype,
+              "compile": config.compile, "gradient_checkpointing": config.gradient_checkpointing,
+              "fallbacks": fallbacks},
     )

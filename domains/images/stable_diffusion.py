@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -121,6 +123,9 @@ class StableDiffusionConfig:
     LoRA weights and the latents are always float32. DDPO ran float16 on GPUs; on a CPU use float32."""
     device: str = "auto"
     """A torch device ("cuda", "cuda:1", "cpu"); "auto" is the first GPU when there is one, else the CPU."""
+    compile: bool = False
+    """`torch.compile` the UNet (inductor). Off by default: compiling takes a minute or more and pays
+    only over long runs (`python -m benchmarks.backend_costs sd-ddpo-is --set compile=true` measures it)."""
 
     def __post_init__(self) -> None:
         self.prompts = [str(p) for p in self.prompts]
@@ -162,6 +167,31 @@ class StableDiffusionConfig:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+
+def honoured(config: StableDiffusionConfig) -> tuple[StableDiffusionConfig, list[str]]:
+    """`config` with the settings this machine cannot honour replaced by what it can, and a line
+    for each replacement (also warned): half precision on a CPU without its kernels (oneDNN's bf16
+    needs AVX512-BF16 or AMX; CPUs have no fast fp16) or bfloat16 on a GPU without it run float32,
+    and `compile` without a C++ compiler for inductor runs eagerly. A task records the lines in
+    its info, so every cell's metrics.json and the run's manifest say what ran."""
+    changes, notes = {}, []
+    device = config.torch_device
+    if device.type == "cpu" and config.dtype == "bfloat16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        changes["dtype"] = "float32"
+        notes.append("dtype bfloat16: this CPU has no bf16 kernels (AVX512-BF16 or AMX); running float32")
+    elif device.type == "cpu" and config.dtype == "float16":
+        changes["dtype"] = "float32"
+        notes.append("dtype float16: CPUs have no fast float16 kernels; running float32")
+    elif device.type == "cuda" and config.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        changes["dtype"] = "float32"
+        notes.append(f"dtype bfloat16: {torch.cuda.get_device_name(device)} does not support it; running float32")
+    if config.compile and device.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")) is None:
+        changes["compile"] = False
+        notes.append("compile: inductor needs a C++ compiler on the CPU (none found; set CXX); running eagerly")
+    for note in notes:
+        warnings.warn(f"Stable Diffusion: {note}", stacklevel=2)
+    return (dataclasses.replace(config, **changes) if changes else config), notes
 
 
 # ----- loading ---------------------------------------------------------------------
@@ -279,7 +309,7 @@ class StableDiffusionModel(DDIMPolicy):
                  metadata: dict[str, Any] | None = None):
         """`pipeline`: an already loaded `StableDiffusionPipeline` (its components are used, not
         copied); None loads `config.pretrained` with `load_pipeline`."""
-        self.cfg = cfg = config or StableDiffusionConfig()
+        self.cfg = cfg = honoured(config or StableDiffusionConfig())[0]
         pipe = pipeline if pipeline is not None else load_pipeline(cfg)
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._device, self.dtype = cfg.torch_device, cfg.torch_dtype
@@ -310,6 +340,8 @@ class StableDiffusionModel(DDIMPolicy):
             self._add_lora()
         else:
             self.unet.requires_grad_(True)
+        if cfg.compile:
+            self.unet.compile()
 
     @torch.no_grad()
     def _embed(self, tokenizer, text_encoder, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

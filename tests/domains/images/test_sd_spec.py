@@ -33,6 +33,8 @@ def test_a_tiny_sd_cell_runs_through_the_runner(tiny_sd, tmp_path):
         cell = tmp_path / "sd-aesthetic" / "sd-aesthetic" / method / "seed0"
         assert pd.read_csv(cell / "queries.csv")["charged"].sum() == 4
         assert json.loads((cell / "metrics.json").read_text())["settings"]["task_params"]["reward"] == "jpeg-compressibility"
+    info = json.loads((tmp_path / "sd-aesthetic" / "manifest.json").read_text())["task_info"]["sd-aesthetic"]
+    assert info["dtype"] == "float32" and info["fallbacks"] == []  # what ran, as asked
 
 
 def test_an_unknown_sd_setting_is_one_line(tiny_sd, tmp_path, capsys):

@@ -9,6 +9,7 @@ tests/domains/test_model_protocol.py."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -321,3 +322,22 @@ def test_a_jpeg_task_loads_clip_only_when_a_method_first_asks_for_features(tiny_
     assert task.featuriser(images).shape == (2, 768) and len(loads) == 1
     task.featuriser(images)
     assert len(loads) == 1  # loaded once
+
+
+def test_a_precision_or_compile_this_machine_cannot_honour_is_one_warning_and_a_recorded_fallback(
+        tiny_sd, monkeypatch):
+    from domains.images import stable_diffusion as sd
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.setattr(sd.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning) as caught:
+        task = build_task({**asdict(tiny_sd.config()), "dtype": "bfloat16", "compile": True}, "jpeg-compressibility",
+                          clip=tiny_sd.clip)
+    lines = [str(w.message) for w in caught]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert task.info["dtype"] == "float32" and task.info["compile"] is False
+    assert [f.split(":")[0] for f in task.info["fallbacks"]] == ["dtype bfloat16", "compile"]
+    assert task.load_model().unet.dtype == torch.float32
+    # What the machine can do is kept, and says nothing.
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert sd.honoured(tiny_sd.config(dtype="bfloat16")) == (tiny_sd.config(dtype="bfloat16"), [])
