@@ -47,8 +47,7 @@ SD_SETTINGS: dict[str, Any] = dict(
     prompts=["cat", "dog", "horse", "monkey", "rabbit", "zebra", "spider", "bird"])
 WORKLOADS: dict[str, dict[str, Any]] = {
     "sd-ddpo-is": dict(task="sd", method="ddpo-is", queries=32,
-                       config={"clip_range": 1e-4, "inner_epochs": 1, "batch_size": 8, "lr": 3e-4,
-                               "train_last_step": True}),
+                       config={"clip_range": 1e-4, "inner_epochs": 1, "batch_size": 8, "lr": 3e-4}),
     "sd-greedy": dict(task="sd", method="greedy", queries=32,
                       config={"finetune_steps": 4, "batch_size": 8, "last_k": 4}),
     "digits-ddpo-is": dict(task="digits-jpeg-incompressibility", method="ddpo-is", queries=64, config={}),
