@@ -1,4 +1,4 @@
-"""Runs the unfinished cells of a spec on a pool of processes, resumably.
+"""Runs the unfinished cells of a spec, resumably, on a pool of processes or as Ray tasks.
 
 What a cell computes, and when a finished one is stale, is `benchmarks.cell`;
 this module only schedules cells, so it is not part of their code version.
@@ -119,7 +119,7 @@ class _Ray:
             raise ValueError("--executor ray needs Ray: pip install -e '.[ray]'") from None
         self.ray = ray
         if address is None:
-            ray.init(num_cpus=workers, num_gpus=None, include_dashboard=False, log_to_driver=False,
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         else:
             packages = [str(Path(__file__).resolve().parent.parent / name)
