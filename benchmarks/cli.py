@@ -16,8 +16,8 @@ from pathlib import Path
 from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
 from benchmarks.lock import FolderLocked, results_lock
-from benchmarks.runner import EXECUTORS, run_spec
-from benchmarks.spec import DEFAULT_SPECS, SPECS, load_spec
+from benchmarks.runner import EXECUTORS, run_specs
+from benchmarks.spec import DEFAULT_SUITE, SPECS, SUITES, expand_suites, load_spec
 from benchmarks.tracking import TRACKERS, Tracking
 from domains.base import CapabilityError
 from domains.tasks import list_tasks, pretrain
@@ -35,7 +35,10 @@ def _list(args: argparse.Namespace) -> None:
         print(f"  {name:16s} {entry.summary}")
     print("specs:")
     for path in sorted(SPECS.glob("*.yaml")):
-        print(f"  {path.stem}{'  (default)' if path.stem in DEFAULT_SPECS else ''}")
+        print(f"  {path.stem}")
+    print("suites (spec names that run several specs):")
+    for name, specs in SUITES.items():
+        print(f"  {name:16s} {' '.join(specs)}{'  (default)' if name == DEFAULT_SUITE else ''}")
 
 
 def _writable_folder(out: Path) -> None:
@@ -55,7 +58,8 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address names a Ray cluster; it goes with --executor ray")
-    specs = [load_spec(s, args.set) for s in (args.spec or DEFAULT_SPECS)]  # all validated before any cell runs
+    names = expand_suites(args.spec or [DEFAULT_SUITE])
+    specs = [load_spec(s, args.set) for s in names]  # all validated before any cell runs
     _writable_folder(args.out)
     with results_lock(args.out):
         from benchmarks.estimate import plan
@@ -63,10 +67,10 @@ def _run(args: argparse.Namespace) -> None:
         workers = args.workers or os.cpu_count() or 1
         print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun)}", flush=True)
         tracking = None if args.log_with is None else Tracking(args.log_with, args.log_dir or args.out / "trackers")
-        for spec in specs:
-            cells = run_spec(spec, args.out, workers=args.workers, rerun=args.rerun, tracking=tracking,
+        finished = run_specs(specs, args.out, workers=args.workers, rerun=args.rerun, tracking=tracking,
                              executor=args.executor, address=args.address)
-            print(f"{spec.name}: {len(cells)} cells finished under {args.out / spec.name}")
+        for name, cells in finished.items():
+            print(f"{name}: {len(cells)} cells finished under {args.out / name}")
         if not args.no_report:
             _write_report(args.out)
 
@@ -122,7 +126,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="tasks, methods and shipped specs").set_defaults(func=_list)
 
     run = sub.add_parser("run", help="run every cell of a spec (resumable), then write the report")
-    run.add_argument("spec", nargs="*", help=f"spec names or YAML paths (default: {' '.join(DEFAULT_SPECS)})")
+    run.add_argument("spec", nargs="*", help="spec or suite names, or YAML paths (default: the quick suite, "
+                                                f"{' '.join(SUITES[DEFAULT_SUITE])}; the full one: reference)")
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, YAML value: --set seeds=[0] --set config.greedy.kl_weight=0.1")

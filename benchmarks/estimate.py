@@ -1,20 +1,35 @@
-"""What a run is about to do: cells to run and finished, and the time it should take.
+"""What a run is about to do: cells to run and finished, and the time they should take.
 
 The expected time comes from the reference run committed in `results/`: each
 cell still to run counts the wall time its (spec, task, method) took there, on
 average over seeds, and the total is shared among the workers. It is a
-forecast for the machine that made the reference (2 cores), not a promise.
+forecast for the machine that made the reference (2 cores), not a promise; the
+runner's progress bar counts work in these reference seconds, so its ETA
+corrects the forecast by the speed this machine actually shows.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from benchmarks.runner import split_cells
+from benchmarks.cell import cell_code, cell_dir, cell_settings, finished
 from benchmarks.spec import Spec
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results"
+UNKNOWN_CELL_S = 60.0
+"""What a cell with no reference time counts as in the progress bar (a new task or method)."""
+
+
+class Cell(NamedTuple):
+    """One cell still to run, with what the reference run says it costs (None: no reference)."""
+
+    spec: Spec
+    task: str
+    method: str
+    seed: int
+    reference_s: float | None
 
 
 def reference_seconds(spec: Spec, task: str, method: str) -> float | None:
@@ -22,6 +37,26 @@ def reference_seconds(spec: Spec, task: str, method: str) -> float | None:
     times = [json.loads(p.read_text()).get("wall_s") for p in (REFERENCE / spec.name / task / method).glob("seed*/metrics.json")]
     times = [t for t in times if isinstance(t, (int, float))]
     return sum(times) / len(times) if times else None
+
+
+def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[Cell], list[dict[str, Any]]]:
+    """The spec's cells still to run, and the metrics of those finished by this code
+    with these settings (`finished`)."""
+    todo, done = [], []
+    codes: dict[tuple[str, str], dict[str, str]] = {}
+    for task, method, seed in spec.cells():
+        folder = cell_dir(out, spec, task, method, seed)
+        code = codes.setdefault((task, method), cell_code(spec, task, method))
+        if finished(folder, cell_settings(spec, task, method, seed), code, rerun):
+            done.append(json.loads((folder / "metrics.json").read_text()))
+        else:
+            todo.append(Cell(spec, task, method, seed, reference_seconds(spec, task, method)))
+    return todo, done
+
+
+def expected_seconds(cell: Cell) -> float:
+    """A cell's weight in the progress bar: its reference time, or `UNKNOWN_CELL_S`."""
+    return UNKNOWN_CELL_S if cell.reference_s is None else cell.reference_s
 
 
 def plan(specs: list[Spec], out: Path, workers: int, rerun: bool) -> str:
@@ -32,12 +67,8 @@ def plan(specs: list[Spec], out: Path, workers: int, rerun: bool) -> str:
         todo_cells, done_cells = split_cells(spec, out, rerun)
         total += len(todo_cells) + len(done_cells)
         done += len(done_cells)
-        for task, method, _ in todo_cells:
-            reference = reference_seconds(spec, task, method)
-            if reference is None:
-                unknown += 1
-            else:
-                seconds += reference
+        unknown += sum(cell.reference_s is None for cell in todo_cells)
+        seconds += sum(cell.reference_s or 0.0 for cell in todo_cells)
     todo = total - done
     line = (f"{total} cells in {len(specs)} spec{'s' * (len(specs) > 1)}: {done} finished, {todo} to run "
             f"on {workers} worker{'s' * (workers > 1)}")

@@ -20,53 +20,52 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmarks.cell import cell_code, cell_dir, cell_settings, environment, finished, run_cell
+from benchmarks.cell import cell_code, cell_dir, environment, run_cell
+from benchmarks.estimate import Cell, expected_seconds, split_cells
 from benchmarks.spec import Spec
 from benchmarks.tracking import Tracking
 from reports import atomic_write
 
-
-def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[tuple[str, str, int]], list[dict[str, Any]]]:
-    """The spec's cells still to run, and the metrics of those finished by this code
-    with these settings (`finished`)."""
-    todo, done = [], []
-    codes: dict[tuple[str, str], dict[str, str]] = {}
-    for task, method, seed in spec.cells():
-        folder = cell_dir(out, spec, task, method, seed)
-        code = codes.setdefault((task, method), cell_code(spec, task, method))
-        if finished(folder, cell_settings(spec, task, method, seed), code, rerun):
-            done.append(json.loads((folder / "metrics.json").read_text()))
-        else:
-            todo.append((task, method, seed))
-    return todo, done
-
-
 EXECUTORS = ("pool", "ray")
 
 
-def run_spec(spec: Spec, out: Path, *, workers: int | None = None, rerun: bool = False,
-             tracking: Tracking | None = None, executor: str = "pool", address: str | None = None) -> list[dict[str, Any]]:
-    """Run every unfinished cell of `spec` under `out`, on a pool of processes
+def run_specs(specs: list[Spec], out: Path, *, workers: int | None = None, rerun: bool = False,
+              tracking: Tracking | None = None, executor: str = "pool",
+              address: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Run every unfinished cell of `specs` under `out`, on a pool of processes
     (`executor="pool"`) or as Ray tasks (`"ray"`, on the cluster at `address`, else
-    a local Ray on `workers` CPUs); both write the same cell folders.
+    a local Ray on `workers` CPUs); both write the same cell folders. The cells of
+    all specs share the workers and one progress bar, so a run has one ETA.
+    Returns every spec's finished cells' metrics, by spec name.
 
-    `<out>/<spec>/manifest.json` describes the last run that ran cells; it is
-    written once they have all finished, and again by a run that finds every cell
-    finished but the manifest missing (a kill during its write)."""
+    `<out>/<spec>/manifest.json` describes the last run that ran a spec's cells; it
+    is written once they have all finished, and again by a run that finds every
+    cell finished but the manifest missing (a kill during its write)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    todo, done = split_cells(spec, out, rerun)
-    manifest_path = out / spec.name / "manifest.json"
-    if not todo and manifest_path.exists():
-        return done
-    ran = _run_cells(spec, out, todo, workers, len(done), tracking, executor, address) if todo else []
+    todo: dict[str, list[Cell]] = {}
+    done: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        todo[spec.name], done[spec.name] = split_cells(spec, out, rerun)
+    every = [cell for cells in todo.values() for cell in cells]
+    ran = _run_cells(every, out, workers, sum(map(len, done.values())), tracking, executor, address) if every else []
+    for spec in specs:
+        spec_ran = [m for m in ran if m["spec"] == spec.name]
+        if spec_ran or not (out / spec.name / "manifest.json").exists():
+            _write_manifest(spec, out, executor, done[spec.name], spec_ran, todo[spec.name])
+        done[spec.name] += spec_ran
+    return done
+
+
+def _write_manifest(spec: Spec, out: Path, executor: str, done: list[dict[str, Any]],
+                    ran: list[dict[str, Any]], todo: list[Cell]) -> None:
     codes = {f"{task}/{method}": cell_code(spec, task, method) for task in spec.task_names() for method in spec.methods}
     # Each task's info as its cells ran it: settings a machine could not honour are replaced there, and say so.
     task_info = {cell["task"]: cell.get("task_info") for cell in done + ran}
     manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "executor": executor,
-                "task_info": task_info, "cells_done_before": len(done), "cells_run": todo}
-    atomic_write(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    return done + ran
+                "task_info": task_info, "cells_done_before": len(done),
+                "cells_run": [[cell.task, cell.method, cell.seed] for cell in todo]}
+    atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
 def _worker_start(parent: int) -> None:
@@ -91,8 +90,8 @@ class _Pool:
         self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start,
                                         initargs=(os.getpid(),))
 
-    def submit(self, *args: Any) -> Future:
-        return self.pool.submit(run_cell, *args)
+    def submit(self, cell: Cell, out: Path, tracking: Tracking | None) -> Future:
+        return self.pool.submit(run_cell, cell.spec, cell.task, cell.method, cell.seed, out, False, tracking)
 
     def wait(self, pending: set[Future], timeout: float) -> set[Future]:
         return wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)[0]
@@ -108,11 +107,11 @@ class _Pool:
 
 
 class _Ray:
-    """Cells as Ray tasks, each reserving the spec's `resources`: on a local Ray
+    """Cells as Ray tasks, each reserving its spec's `resources`: on a local Ray
     started here with `workers` CPUs, or on the running cluster at `address`
     (which then receives this project's packages as the tasks' code)."""
 
-    def __init__(self, spec: Spec, workers: int, address: str | None):
+    def __init__(self, specs: list[Spec], workers: int, address: str | None):
         try:
             import ray
         except ImportError:
@@ -129,18 +128,23 @@ class _Ray:
                          configure_logging=False)
             except ConnectionError as err:
                 raise ValueError(f"--address {address}: no Ray cluster there ({err})") from None
-        cpus, gpus = spec.resources["cpus"], spec.resources["gpus"]
         available = ray.cluster_resources()
-        if gpus > available.get("GPU", 0) or cpus > available.get("CPU", 0):
-            ray.shutdown()
-            raise ValueError(f"a cell of spec {spec.name!r} asks for {cpus:g} CPUs and {gpus:g} GPUs; the Ray cluster "
-                             f"has {available.get('CPU', 0):g} and {available.get('GPU', 0):g}")
-        fits = [available.get("CPU", 0) / cpus] + ([available.get("GPU", 0) / gpus] if gpus else [])
-        self.slots = max(1, int(min(fits)))
-        self.remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_cell)
+        cpus_there, gpus_there = available.get("CPU", 0), available.get("GPU", 0)
+        self.slots = None
+        for spec in specs:
+            cpus, gpus = spec.resources["cpus"], spec.resources["gpus"]
+            if gpus > gpus_there or cpus > cpus_there:
+                ray.shutdown()
+                raise ValueError(f"a cell of spec {spec.name!r} asks for {cpus:g} CPUs and {gpus:g} GPUs; the Ray "
+                                 f"cluster has {cpus_there:g} and {gpus_there:g}")
+            fits = int(min([cpus_there / cpus] + ([gpus_there / gpus] if gpus else [])))
+            self.slots = max(1, fits if self.slots is None else min(self.slots, fits))
+        self.remote = ray.remote(max_retries=0)(run_cell)
 
-    def submit(self, *args: Any) -> Any:
-        return self.remote.remote(*args)
+    def submit(self, cell: Cell, out: Path, tracking: Tracking | None) -> Any:
+        resources = cell.spec.resources
+        task = self.remote.options(num_cpus=resources["cpus"], num_gpus=resources["gpus"])
+        return task.remote(cell.spec, cell.task, cell.method, cell.seed, out, False, tracking)
 
     def wait(self, pending: set[Any], timeout: float) -> set[Any]:
         return set(self.ray.wait(list(pending), num_returns=1, timeout=timeout)[0])
@@ -155,51 +159,89 @@ class _Ray:
         self.ray.shutdown()  # ends this job's tasks; on abort, the running cells with it
 
 
-def _running_status(out: Path, spec: Spec, running: dict[Any, tuple[str, str, int]]) -> str:
-    """Where each running cell is, read from the evals.csv it writes after every
-    round (the cells run in other processes, so the parent reads their files)."""
-    parts = []
-    for task, method, seed in running.values():
-        evals = cell_dir(out, spec, task, method, seed) / "evals.csv"
-        try:
-            used = int(evals.read_text().strip().rsplit("\n", 1)[-1].split(",")[1])
-        except (OSError, IndexError, ValueError):
-            used = 0
-        parts.append(f"{method} s{seed} {used}/{spec.budget}")
-    return "; ".join(parts)
+def _queries_used(out: Path, cell: Cell) -> int:
+    """Queries a running cell has spent, read from the evals.csv it writes after every
+    round (cells run in other processes, so the parent reads their files)."""
+    evals = cell_dir(out, cell.spec, cell.task, cell.method, cell.seed) / "evals.csv"
+    try:
+        return int(evals.read_text().strip().rsplit("\n", 1)[-1].split(",")[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
-def _run_cells(spec: Spec, out: Path, todo: list[tuple[str, str, int]], workers: int | None,
-               done_before: int, tracking: Tracking | None, executor: str, address: str | None) -> list[dict[str, Any]]:
+def _running_status(out: Path, running: list[Cell]) -> tuple[str, float]:
+    """Where each running cell is, and the expected seconds of work their spent queries stand for."""
+    parts, partial = [], 0.0
+    for cell in running:
+        used = _queries_used(out, cell)
+        parts.append(f"{cell.method} s{cell.seed} {used}/{cell.spec.budget}")
+        partial += expected_seconds(cell) * min(1.0, used / cell.spec.budget)
+    return "; ".join(parts), partial
+
+
+class _Progress:
+    """One bar for a whole run, across specs: work counted in the reference run's
+    cell seconds (`benchmarks.estimate`), so that tqdm's ETA is the forecast
+    corrected by this machine's speed, and a running cell counts its spent queries."""
+
+    def __init__(self, todo: list[Cell], done_before: int):
+        self.total_cells, self.finished = done_before + len(todo), done_before
+        self.finished_work = 0.0
+        self.bar = tqdm(total=round(sum(map(expected_seconds, todo))), desc=self._desc(),
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+
+    def _desc(self) -> str:
+        return f"{self.finished}/{self.total_cells} cells"
+
+    def cell_done(self, cell: Cell, metrics: dict[str, Any]) -> None:
+        self.finished += 1
+        self.finished_work += expected_seconds(cell)
+        self.bar.set_description_str(self._desc(), refresh=False)
+        value = metrics["final_value"]
+        self.bar.write(f"{cell.spec.name}/{cell.task} {cell.method} seed{cell.seed}: "
+                       + (f"value {value:.3f}" if value is not None else "done"))
+        self.show(0.0, "")
+
+    def show(self, partial: float, status: str) -> None:
+        self.bar.update(max(0, round(self.finished_work + partial) - self.bar.n))
+        self.bar.set_postfix_str(status, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: int, tracking: Tracking | None,
+               executor: str, address: str | None) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    with tqdm(total=len(todo), desc=f"{spec.name}: {done_before} cells done before, running", unit="cell") as bar:
+    progress = _Progress(todo, done_before)
+    try:
         if workers == 1 and executor == "pool":
             for cell in todo:
-                done.append(run_cell(spec, *cell, out, progress=True, tracking=tracking))
-                bar.update()
+                done.append(run_cell(cell.spec, cell.task, cell.method, cell.seed, out, progress=True,
+                                     tracking=tracking))
+                progress.cell_done(cell, done[-1])
             return done
-        engine = _Pool(workers) if executor == "pool" else _Ray(spec, workers, address)
+        specs = list({id(cell.spec): cell.spec for cell in todo}.values())
+        engine = _Pool(workers) if executor == "pool" else _Ray(specs, workers, address)
         # Cells are handed out one per free slot, not queued up front, so that a
         # Ctrl-C leaves nothing queued that would start after it.
         queue = iter(todo)
-        running = {engine.submit(spec, *cell, out, False, tracking): cell for cell in islice(queue, engine.slots)}
+        running = {engine.submit(cell, out, tracking): cell for cell in islice(queue, engine.slots)}
         try:
             while running:
                 finished_now = engine.wait(set(running), timeout=2.0)
                 for handle in finished_now:
-                    running.pop(handle)
-                    metrics = engine.result(handle)
-                    done.append(metrics)
-                    bar.update()
-                    bar.write(f"{metrics['method']} seed{metrics['seed']}: value {metrics['final_value']:.3f}"
-                              if metrics["final_value"] is not None else f"{metrics['method']} seed{metrics['seed']}: done")
+                    cell = running.pop(handle)
+                    done.append(engine.result(handle))
+                    progress.cell_done(cell, done[-1])
                 for cell in islice(queue, len(finished_now)):
-                    running[engine.submit(spec, *cell, out, False, tracking)] = cell
-                bar.set_postfix_str(_running_status(out, spec, running), refresh=True)
+                    running[engine.submit(cell, out, tracking)] = cell
+                status, partial = _running_status(out, list(running.values()))
+                progress.show(partial, status)
         except KeyboardInterrupt:
             # The first Ctrl-C: no queued cell starts, the running ones finish and are kept; the second aborts.
-            bar.close()
+            progress.close()
             print(f"seiko-bench: finishing {len(running)} running cell{'s' * (len(running) != 1)}; "
                   "Ctrl-C again to abort", file=sys.stderr, flush=True)
             try:
@@ -214,4 +256,6 @@ def _run_cells(spec: Spec, out: Path, todo: list[tuple[str, str, int]], workers:
             engine.close()  # cells already running finish and are kept
             raise
         engine.close()
+    finally:
+        progress.close()
     return done

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cell import cell_dir
-from benchmarks.runner import run_spec
-from benchmarks.spec import DEFAULT_SPECS, load_spec
+from benchmarks.runner import run_specs
+from benchmarks.spec import SUITES, load_spec
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-CELLS = [(name, *cell) for name in DEFAULT_SPECS for cell in load_spec(name).cells()]
+CELLS = [(name, *cell) for suite in SUITES.values() for name in suite for cell in load_spec(name).cells()]
 
 
 @pytest.mark.bench
 @pytest.mark.parametrize("spec_name,task,method,seed", CELLS, ids=["-".join(map(str, c)) for c in CELLS])
 def test_cell(spec_name: str, task: str, method: str, seed: int) -> None:
     spec = load_spec(spec_name, [f"tasks=[{task}]", f"methods=[{method}]", f"seeds=[{seed}]"])
-    (metrics,) = run_spec(spec, RESULTS, workers=1)
+    (metrics,) = run_specs([spec], RESULTS, workers=1)[spec.name]
     assert metrics["queries_used"] <= spec.budget
     assert (cell_dir(RESULTS, spec, task, method, seed) / "metrics.json").exists()

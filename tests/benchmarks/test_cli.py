@@ -52,7 +52,7 @@ def error_line(err: str) -> str:
 def finished(tmp_path_factory) -> Path:
     """A results folder with one finished tiny greedy cell and its report."""
     out = tmp_path_factory.mktemp("results")
-    assert main(["run", "--out", str(out), *TINY]) == 0
+    assert main(["run", "protein", "--out", str(out), *TINY]) == 0
     return out
 
 
@@ -63,7 +63,7 @@ def test_list_shows_tasks_methods_and_specs(capsys):
     assert f"{TASK}  (protein)" in tasks
     for method in METHODS:
         assert f"  {method} " in methods
-    assert "protein  (default)" in specs
+    assert "\n  protein\n" in specs and "protein-quick dna-quick  (default)" in specs
 
 
 def test_run_writes_the_cell_and_the_report(finished):
@@ -97,13 +97,13 @@ def bad_yaml(tmp_path: Path) -> list[str]:
 
 BAD_INPUTS = {
     "malformed-yaml": (bad_yaml, "malformed YAML in"),
-    "unknown-task": (lambda _: ["--set", "tasks=[ehrlich-l32-c2-k5]"],
+    "unknown-task": (lambda _: ["protein", "--set", "tasks=[ehrlich-l32-c2-k5]"],
                      f"unknown task 'ehrlich-l32-c2-k5'; did you mean '{TASK}'?"),
-    "unknown-method": (lambda _: ["--set", "methods=[greedi]"], "unknown method 'greedi'; did you mean 'greedy'?"),
+    "unknown-method": (lambda _: ["protein", "--set", "methods=[greedi]"], "unknown method 'greedi'; did you mean 'greedy'?"),
     "unknown-spec": (lambda _: ["protien"], "unknown spec 'protien'; did you mean 'protein'?"),
-    "unknown-setting": (lambda _: ["--set", "config.greedy.kl_wieght=1"], "greedy: unknown setting 'kl_wieght'"),
-    "budget-below-one-round": (lambda _: ["--set", "budget=4"], "budget 4 is smaller than one round (8 queries)"),
-    "budget-not-sum-of-rounds": (lambda _: ["--set", "budget=12"], "sum to 16 but budget is 12"),
+    "unknown-setting": (lambda _: ["protein", "--set", "config.greedy.kl_wieght=1"], "greedy: unknown setting 'kl_wieght'"),
+    "budget-below-one-round": (lambda _: ["protein", "--set", "budget=4"], "budget 4 is smaller than one round (8 queries)"),
+    "budget-not-sum-of-rounds": (lambda _: ["protein", "--set", "budget=12"], "sum to 16 but budget is 12"),
 }
 
 
@@ -112,7 +112,8 @@ def test_bad_input_is_one_line_error_and_keeps_earlier_results(name, finished, t
     make_args, message = BAD_INPUTS[name]
     before = snapshot(finished)
     manifest = (finished / "protein" / "manifest.json").read_bytes()
-    assert main(["run", "--out", str(finished), *TINY, *make_args(tmp_path)]) == 2
+    spec, *settings = make_args(tmp_path)  # the spec, then settings laid over TINY's
+    assert main(["run", spec, "--out", str(finished), *TINY, *settings]) == 2
     captured = capsys.readouterr()
     assert message in error_line(captured.err)
     assert captured.err.count("\n") == 1  # rejected before any cell started: nothing else on stderr
@@ -140,7 +141,7 @@ def test_failing_oracle_is_one_line_error_and_keeps_earlier_results(oracle, mess
     before = snapshot(finished)
     monkeypatch.setattr(Ehrlich, "__call__", oracle)
     # seed 1 is a new cell, so the oracle is really asked (seed 0 is finished and skipped).
-    assert main(["run", "--out", str(finished), *TINY, "--set", "seeds=[0,1]"]) == 2
+    assert main(["run", "protein", "--out", str(finished), *TINY, "--set", "seeds=[0,1]"]) == 2
     line = error_line(capsys.readouterr().err)
     assert line.startswith(f"{ERROR}oracle 'ehrlich-v20-l32-c2-k4") and message in line
     assert {k: v for k, v in snapshot(finished).items() if "seed1" not in k} == before
@@ -151,7 +152,7 @@ def test_console_script_prints_one_line_and_exits_non_zero(finished):
     script = Path(sys.executable).parent / "seiko-bench"
     before = snapshot(finished)
     result = subprocess.run(
-        [str(script), "run", "--out", str(finished), *TINY, "--set", "methods=[greedy,seiko-tss]"],
+        [str(script), "run", "protein", "--out", str(finished), *TINY, "--set", "methods=[greedy,seiko-tss]"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2

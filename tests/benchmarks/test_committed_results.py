@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.runner import split_cells
+from benchmarks.estimate import split_cells
 from benchmarks.spec import load_spec
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -23,7 +23,8 @@ def test_every_committed_cell_is_current(name):
     assert not stale, f"{len(stale)} stale or missing cells under results/{name}, e.g. {stale[0]}"
 
 
-def test_the_default_specs_have_committed_results():
-    from benchmarks.spec import DEFAULT_SPECS
+def test_every_suite_has_committed_results():
+    from benchmarks.spec import SUITES
 
-    assert set(DEFAULT_SPECS) <= set(SPECS)
+    for suite in SUITES.values():
+        assert set(suite) <= set(SPECS)

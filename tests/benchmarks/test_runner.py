@@ -18,7 +18,7 @@ from benchmarks.cli import main
 
 TASK = "ehrlich-l32-c2-k4"
 TINY = [
-    "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]",
+    "protein", "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]",
     "--set", "eval_samples=8", "--set", "auc_freq=4",
     "--set", "config.greedy.finetune_steps=1", "--set", "config.greedy.batch_size=4",
     "--set", "config.greedy.reward_model.steps=5",
@@ -122,12 +122,14 @@ def test_a_manifest_a_kill_left_unwritten_is_written_by_the_next_run_without_run
 
 
 def test_the_progress_of_running_cells_is_read_from_their_evals(finished):
+    from benchmarks.estimate import Cell
     from benchmarks.runner import _running_status
     from benchmarks.spec import load_spec
 
     spec = load_spec("protein", ["rounds=[8,8]", "seeds=[0, 1]", "methods=[greedy]"])
-    status = _running_status(finished, spec, {"a": (TASK, "greedy", 0), "b": (TASK, "greedy", 1)})
+    status, partial = _running_status(finished, [Cell(spec, TASK, "greedy", 0, 30.0), Cell(spec, TASK, "greedy", 1, 30.0)])
     assert status == "greedy s0 16/16; greedy s1 0/16"  # seed 1 has written nothing yet
+    assert partial == 30.0  # seed 0's spent budget stands for its whole expected time, seed 1's for none
 
 
 def test_killed_cell_is_rerun_from_scratch(finished, copy_of_finished):
@@ -190,7 +192,7 @@ def test_evaluation_calls_are_counted_beside_the_charged_ones(finished):
 
 @pytest.mark.parametrize("setting", ["evaluation=off", "eval_samples=0"])
 def test_evaluation_off_calls_no_oracle_outside_the_budget(tmp_path, setting):
-    assert run(tmp_path, "protein", "--set", setting) == 0
+    assert run(tmp_path, "--set", setting) == 0
     metrics = json.loads((cell(tmp_path) / "metrics.json").read_text())
     assert metrics["eval_oracle_calls"] == 0 and metrics["total_oracle_calls"] == metrics["oracle_calls"] == 16
     assert metrics["final_value"] is None
@@ -219,7 +221,7 @@ def make_evaluator():
 
 
 def test_a_separate_evaluation_oracle_scores_the_held_out_samples(tmp_path, finished):
-    assert run(tmp_path, "protein", "--set", f"evaluation={__file__}:make_evaluator") == 0
+    assert run(tmp_path, "--set", f"evaluation={__file__}:make_evaluator") == 0
     assert json.loads((cell(tmp_path) / "metrics.json").read_text())["eval_oracle_calls"] == 24
     ours = pd.read_csv(cell(tmp_path) / "evals.csv")["value"]
     own = pd.read_csv(cell(finished) / "evals.csv")["value"]

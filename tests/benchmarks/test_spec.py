@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from algorithms.registry import resolve_config
-from benchmarks.spec import SpecError, load_spec
+from benchmarks.spec import SUITES, SpecError, expand_suites, load_spec
 from domains.base import UnknownName
 
 TASK = "ehrlich-l32-c2-k4"
@@ -26,6 +26,25 @@ def test_defaults_fill_name_budget_and_evaluation(tmp_path):
     assert spec.budget == 24  # sum(rounds)
     assert (spec.eval_samples, spec.auc_freq) == (256, 100)
     assert spec.config == {} and spec.description == ""
+
+
+def test_suite_names_expand_to_their_specs_once_each_in_order():
+    assert expand_suites(["quick"]) == ["protein-quick", "dna-quick"]
+    assert expand_suites(["protein", "reference", "mine.yaml"]) == ["protein", "images", "dna", "mine.yaml"]
+    for specs in SUITES.values():
+        for name in specs:
+            assert load_spec(name).name == name  # every suite names shipped specs
+
+
+def test_the_quick_specs_are_cells_of_the_reference_specs_with_less_budget():
+    """The quick suite keeps the reference settings of each method it runs, so its
+    cells answer the same question with less feedback, not a different one."""
+    for quick, full in (("protein-quick", "protein"), ("dna-quick", "dna")):
+        small, big = load_spec(quick), load_spec(full)
+        assert set(small.tasks) <= set(big.tasks) and set(small.methods) <= set(big.methods)
+        assert small.rounds == big.rounds[: len(small.rounds)] and small.budget <= big.budget
+        for method in small.methods:
+            assert small.method(method).config == big.method(method).config, method
 
 
 def test_shipped_spec_loads_by_name():
