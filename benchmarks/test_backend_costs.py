@@ -1,13 +1,16 @@
 """The cost of one round on each backend against a stored baseline (marked `bench`:
-`pytest benchmarks/test_backend_costs.py -m bench`; `SEIKO_UPDATE_BASELINE=1`
+`pytest benchmarks/test_backend_costs.py -m bench --benchmark-enable`, with
+`--benchmark-json FILE` to keep every figure; `SEIKO_UPDATE_BASELINE=1`
 rewrites the baseline from the run). Each workload runs once, in a fresh process
 (`benchmarks.backend_costs`: a peak resident set is a process's lifetime
 maximum), timed by pytest-benchmark with the workload's own figures in its
-`extra_info` (`--benchmark-json` keeps them). Its round time, as a ratio to
+`extra_info`. Its round time, as a ratio to
 the reference workload measured beside it, may be at most `TIME_TOLERANCE`
 times the baseline's, and its peak resident memory at most `MEMORY_TOLERANCE`
-times: a 1.5x slowdown is beyond the noise of a quiet machine (pairs of runs
-differ by up to 15%), a quarter more memory is beyond a library update's drift."""
+times: three runs of the same code on a quiet machine differed by up to 26% in
+that ratio, and Greedy's Stable Diffusion round by 28% in peak RSS (1,341 or
+about 1,700 MB, two levels), so both tolerances sit above that noise and far
+below the regressions they guard against (the DDPO epoch's 6.3x memory cut)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from benchmarks.backend_costs import WORKLOADS, measure_in_fresh_process
 
 BASELINE = Path(__file__).with_name("backend_costs_baseline.json")
 TIME_TOLERANCE = 1.5
-MEMORY_TOLERANCE = 1.25
+MEMORY_TOLERANCE = 1.4
 
 
 @pytest.fixture(scope="module")
