@@ -44,13 +44,16 @@ def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[Cell], list[di
     with these settings (`finished`)."""
     todo, done = [], []
     codes: dict[tuple[str, str], dict[str, str]] = {}
+    references: dict[tuple[str, str], float | None] = {}
     for task, method, seed in spec.cells():
         folder = cell_dir(out, spec, task, method, seed)
-        code = codes.setdefault((task, method), cell_code(spec, task, method))
-        if finished(folder, cell_settings(spec, task, method, seed), code, rerun):
+        if (task, method) not in codes:  # one hash and one read of the reference per (task, method), not per seed
+            codes[task, method] = cell_code(spec, task, method)
+            references[task, method] = reference_seconds(spec, task, method)
+        if finished(folder, cell_settings(spec, task, method, seed), codes[task, method], rerun):
             done.append(json.loads((folder / "metrics.json").read_text()))
         else:
-            todo.append(Cell(spec, task, method, seed, reference_seconds(spec, task, method)))
+            todo.append(Cell(spec, task, method, seed, references[task, method]))
     return todo, done
 
 

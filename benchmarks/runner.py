@@ -130,15 +130,15 @@ class _Ray:
                 raise ValueError(f"--address {address}: no Ray cluster there ({err})") from None
         available = ray.cluster_resources()
         cpus_there, gpus_there = available.get("CPU", 0), available.get("GPU", 0)
-        self.slots = None
+        fits = []  # how many cells of each spec the cluster holds at once
         for spec in specs:
             cpus, gpus = spec.resources["cpus"], spec.resources["gpus"]
             if gpus > gpus_there or cpus > cpus_there:
                 ray.shutdown()
                 raise ValueError(f"a cell of spec {spec.name!r} asks for {cpus:g} CPUs and {gpus:g} GPUs; the Ray "
                                  f"cluster has {cpus_there:g} and {gpus_there:g}")
-            fits = int(min([cpus_there / cpus] + ([gpus_there / gpus] if gpus else [])))
-            self.slots = max(1, fits if self.slots is None else min(self.slots, fits))
+            fits.append(min([cpus_there / cpus] + ([gpus_there / gpus] if gpus else [])))
+        self.slots = max(1, int(min(fits)))
         self.remote = ray.remote(max_retries=0)(run_cell)
 
     def submit(self, cell: Cell, out: Path, tracking: Tracking | None) -> Any:
