@@ -23,7 +23,7 @@ class BestOfNConfig:
 
 class BestOfN(SamplingMethod):
     def __init__(self, config: BestOfNConfig, context: Context, name: str = "best-of-n"):
-        self.cfg, self.name = config, name
+        self.cfg, self.ctx, self.name = config, context, name
         self.generator = torch.Generator().manual_seed(context.seed)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:

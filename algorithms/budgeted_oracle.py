@@ -10,10 +10,12 @@ raising instead of quietly returning 0 once the budget is spent).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,14 +89,24 @@ def ask_reasons(oracle: Oracle, designs: list[Any]) -> list[str]:
 
 
 class BudgetedOracle:
-    """Wraps an `Oracle` with a budget, a cache keyed by `oracle.key` and a query log."""
+    """Wraps an `Oracle` with a budget, a cache keyed by `oracle.key` and a query log.
 
-    def __init__(self, oracle: Oracle, budget: int, *, method: str, seed: int, charge_infeasible: bool = True):
+    With a `journal` file, every answer the oracle gives is also appended there
+    as it comes. A run killed in the middle of a round goes on from its last
+    checkpoint with a restored copy of this object that has not seen that
+    round's answers; `prepay(journal)` hands them back, and the resumed round,
+    proposing the same designs, is answered from them without asking the oracle
+    again (and charged for them, as the killed round was)."""
+
+    def __init__(self, oracle: Oracle, budget: int, *, method: str, seed: int, charge_infeasible: bool = True,
+                 journal: Path | None = None):
         if budget < 1:
             raise ValueError(f"budget must be at least 1 query, got {budget}")
         self.oracle, self.budget = oracle, budget
         self.method, self.seed = method, seed
         self.charge_infeasible = charge_infeasible
+        self.journal = journal
+        self._prepaid: dict[str, tuple[float, bool, str, dict[str, float], float]] = {}
         self._cache: dict[str, tuple[float, bool, str, dict[str, float]]] = {}
         self.calls_per_design = int(getattr(oracle, "calls_per_design", 1))
         self._rows: list[dict[str, Any]] = []
@@ -118,14 +130,11 @@ class BudgetedOracle:
                 f"{self.method} asked {len(new)} new queries in round {round} but only {self.remaining} "
                 f"of the budget of {self.budget} remain"
             )
-        start = time.perf_counter()
-        new_reward, new_feasible, parts = ask_oracle(self.oracle, list(new.values())) if new else ([], [], {})
-        refused = [key for key, ok in zip(new, new_feasible) if not ok]
-        why = dict(zip(refused, ask_reasons(self.oracle, [new[key] for key in refused])))
-        per_query = (time.perf_counter() - start) / max(len(new), 1)
-        fresh = {key: (float(r), bool(ok), why.get(key, ""),
-                       {COMPONENT_PREFIX + name: float(v[i]) for name, v in parts.items()})
-                 for i, (key, r, ok) in enumerate(zip(new, new_reward, new_feasible))}
+        fresh, seconds = self._ask({key: design for key, design in new.items() if key not in self._prepaid})
+        for key in new:
+            if key in self._prepaid:
+                *answer, seconds[key] = self._prepaid.pop(key)
+                fresh[key] = tuple(answer)
 
         reward, feasible, charged = np.empty(len(designs)), np.empty(len(designs), bool), 0
         for i, key in enumerate(keys):
@@ -141,9 +150,39 @@ class BudgetedOracle:
                 dict(call=self.used if pay else None, round=round, method=self.method, seed=self.seed, key=key,
                      reward=r, feasible=ok, reason=reason, charged=pay, cached=not first_time,
                      oracle_calls=self.calls_per_design if first_time else 0,
-                     wall_s=per_query if first_time else 0.0, **components)
+                     wall_s=seconds[key] if first_time else 0.0, **components)
             )
         return Answer(designs, reward, feasible, charged)
+
+    def _ask(self, new: dict[str, Any]) -> tuple[dict[str, tuple], dict[str, float]]:
+        """The oracle's answers to the designs `new` (by key), and the seconds each took, journalled."""
+        if not new:
+            return {}, {}
+        start = time.perf_counter()
+        new_reward, new_feasible, parts = ask_oracle(self.oracle, list(new.values()))
+        refused = [key for key, ok in zip(new, new_feasible) if not ok]
+        why = dict(zip(refused, ask_reasons(self.oracle, [new[key] for key in refused])))
+        per_query = (time.perf_counter() - start) / len(new)
+        fresh = {key: (float(r), bool(ok), why.get(key, ""),
+                       {COMPONENT_PREFIX + name: float(v[i]) for name, v in parts.items()})
+                 for i, (key, r, ok) in enumerate(zip(new, new_reward, new_feasible))}
+        if self.journal is not None:
+            with open(self.journal, "a") as f:  # one line per answer: a kill cuts at most the last, unread
+                f.writelines(json.dumps([key, *answer, per_query]) + "\n" for key, answer in fresh.items())
+        return fresh, dict.fromkeys(fresh, per_query)
+
+    def prepay(self, journal: Path) -> int:
+        """Take the journalled answers this oracle has not seen as bought already; returns their number."""
+        if not journal.exists():
+            return 0
+        for line in journal.read_text().splitlines():
+            try:
+                key, reward, feasible, reason, components, seconds = json.loads(line)
+            except ValueError:  # the line a kill cut short: its answer is asked again
+                continue
+            if key not in self._cache:
+                self._prepaid[key] = (reward, feasible, reason, components, seconds)
+        return len(self._prepaid)
 
     def _key(self, design: Any, index: int) -> str:
         try:

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant, cat_trajectories, sample_in_chunks
+from algorithms.parallel import PieceGradients
 from domains.base import DiffusionModel, Trajectory, index_states
 
 
@@ -173,7 +174,8 @@ class PolicyGradient(SamplingMethod):
         round (a top-up, when repeats left the round short of its queries): those
         episodes are appended, so the kept trajectory's rows stay those of
         `Feedback.round_scores(round)`, in the order proposed."""
-        sample = sample_in_chunks(lambda k: model.sample(k, generator=self.generator, keep_trajectory=True), n)
+        sample = sample_in_chunks(lambda k, g: model.sample(k, generator=g, keep_trajectory=True), n,
+                                  self.generator, self.ctx.ranks)
         if self.trajectory_round == round:
             self.trajectory = cat_trajectories([self.trajectory, sample.trajectory])
         else:
@@ -187,7 +189,7 @@ class PolicyGradient(SamplingMethod):
                                "trajectories are not theirs: every design measured must come from this round's propose")
         advantage = torch.as_tensor(
             np.clip(self.advantages(reward), -self.cfg.adv_clip_max, self.cfg.adv_clip_max), dtype=torch.float32)
-        params = model.trainable_parameters()
+        params, ranks = model.trainable_parameters(), self.ctx.ranks
         if self.optimizer is None:  # one optimiser for the whole run: Adam's moments carry across rounds, as in DDPO
             self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
         n = len(latest)
@@ -197,27 +199,35 @@ class PolicyGradient(SamplingMethod):
         for _ in range(self.cfg.inner_epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, self.cfg.batch_size):
-                rows = order[start : start + self.cfg.batch_size]
-                batch = _rows(self.trajectory, rows)
+                minibatch = order[start : start + self.cfg.batch_size]
                 steps = torch.randperm(T, generator=self.generator)[:trained_steps].sort().values.tolist()
                 self.optimizer.zero_grad()
-                loss_sum, ratios = 0.0, []
-                # One backward per step, gradients accumulated: the mean over steps has the same gradient,
-                # and only one step's graph is alive at a time (20 UNet graphs kept for one backward cost
-                # Stable Diffusion 2.8 GB at 32x32, issue 17).
-                for step in steps:
-                    new = model.log_prob(batch, [step])[:, 0]
-                    old = batch.log_probs[:, step]
-                    ratios.append(torch.exp(new - old).detach())
-                    loss = policy_loss(new, old, advantage[rows], self.cfg.importance_sampling,
-                                       self.cfg.clip_range) / len(steps)
-                    loss.backward()
-                    loss_sum += float(loss.detach())
+                grads, pieces = PieceGradients(params, ranks), []
+                # This rank's pieces of the minibatch (all of it on one process), each weighted by its share.
+                for piece, _ in ranks.pieces(len(minibatch), self.generator):
+                    rows = minibatch[piece.start : piece.stop]
+                    batch, weight = _rows(self.trajectory, rows), len(rows) / len(minibatch)
+                    loss_sum, ratios = 0.0, []
+                    # One backward per step, gradients accumulated: the mean over steps has the same gradient,
+                    # and only one step's graph is alive at a time (20 UNet graphs kept for one backward cost
+                    # Stable Diffusion 2.8 GB at 32x32, issue 17).
+                    for step in steps:
+                        new = model.log_prob(batch, [step])[:, 0]
+                        old = batch.log_probs[:, step]
+                        ratios.append(torch.exp(new - old).detach())
+                        loss = policy_loss(new, old, advantage[rows], self.cfg.importance_sampling,
+                                           self.cfg.clip_range) * weight / len(steps)
+                        loss.backward()
+                        loss_sum += float(loss.detach())
+                    grads.piece_done()
+                    pieces.append((loss_sum, torch.cat(ratios)))
+                grads.sum()
+                pieces = ranks.gather(pieces, len(minibatch))  # every rank's, for the diagnostics
                 if first_ratio is None:
-                    first_ratio = float(torch.stack(ratios).mean())
-                losses.append(loss_sum)
+                    first_ratio = float(torch.cat([ratios for _, ratios in pieces]).mean())
+                losses.append(sum(loss for loss, _ in pieces))
                 reg = self.regulariser(model)
-                if reg is not None:
+                if reg is not None:  # every rank computes it in full, after the ranks' gradients are summed
                     regs.append(float(reg.detach()))
                     reg.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

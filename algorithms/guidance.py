@@ -60,8 +60,8 @@ class Guidance(SamplingMethod):
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
         if self.guide is None:  # round 1: nothing learned yet, so the pretrained model's own samples
             return super().draw(model, n, generator)
-        return sample_in_chunks(
-            lambda k: model.sample_guided(k, generator=generator, guide=self.guide, scale=self.cfg.scale), n)
+        return sample_in_chunks(lambda k, g: model.sample_guided(k, generator=g, guide=self.guide, scale=self.cfg.scale),
+                                n, generator, self.ctx.ranks)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         fit = self.reward_model.fit(self.ctx.featuriser(data.designs), data.reward, data.feasible, self.ctx.floor,

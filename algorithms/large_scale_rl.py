@@ -5,8 +5,8 @@ Models" (arXiv 2401.12244). The policy gradient of DDPO (`algorithms.ddpo`,
 the same clipped importance-sampled update, with its defaults for a per-step
 log-prob summed over positions: PPO's clip 0.2 and 4 inner epochs) with the
 changes that let it scale:
-- rewards are normalised over the whole batch, gathered across processes,
-  instead of per prompt: with millions of prompts a per-prompt tracker rarely
+- rewards are normalised over the whole batch (on every process of a
+  data-parallel cell, which all hold the whole round) instead of per prompt: with millions of prompts a per-prompt tracker rarely
   sees a prompt twice;
 - optionally, the pretraining denoising loss on fresh pretraining data is
   added to every step (weight `pretrain_weight`), which keeps the model near
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from algorithms.ddpo import PolicyGradient, PolicyGradientConfig
 from algorithms.method import Context, Variant
@@ -46,24 +45,11 @@ class LargeScaleRLConfig(PolicyGradientConfig):
                              f"got {self.pretrain_weight}, {self.pretrain_batch}")
 
 
-def gather(values: torch.Tensor) -> torch.Tensor:
-    """Every process's values, concatenated in rank order (this process's own
-    when torch.distributed is not initialised). Batches may differ in size."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, torch.tensor([len(values)]))
-    longest = int(max(sizes))
-    padded = torch.zeros(longest, dtype=values.dtype)
-    padded[: len(values)] = values
-    parts = [torch.zeros(longest, dtype=values.dtype) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[: int(size)] for part, size in zip(parts, sizes)])
-
-
 def batch_normalise(reward: np.ndarray) -> np.ndarray:
-    """(r - mean) / (std + 1e-6) with the statistics of the gathered batch."""
-    everyone = gather(torch.as_tensor(reward, dtype=torch.float64))
+    """(r - mean) / (std + 1e-6) with the statistics of the whole round: every
+    process of a data-parallel cell holds all of the round's rewards
+    (`algorithms.parallel`), so none needs another's."""
+    everyone = torch.as_tensor(reward, dtype=torch.float64)
     return (reward - float(everyone.mean())) / (float(everyone.std(unbiased=False)) + 1e-6)
 
 

@@ -37,6 +37,7 @@ from scipy.stats import spearmanr
 
 from algorithms.budgeted_oracle import BudgetedOracle, ask_oracle
 from algorithms.method import Feedback, Method, check_capabilities
+from algorithms.parallel import ONE_PROCESS, Ranks
 from domains.base import DiffusionModel, Oracle
 
 
@@ -79,14 +80,15 @@ class Evaluation:
     feasible: np.ndarray
 
 
-def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int, seed: int) -> Evaluation:
+def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int, seed: int,
+             ranks: Ranks = ONE_PROCESS) -> Evaluation:
     """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation,
     learned value's rank correlation with the oracle on the feasible samples) of n
     held-out samples, and the samples with their answers: the gap between the two rewards is
     over-optimisation, the rank correlation says whether the reward model orders
     feasible designs as the oracle does (SEIKO's premise)."""
     designs = method.draw(model, n, torch.Generator().manual_seed(seed)).designs
-    reward, feasible, _ = ask_oracle(oracle, designs)
+    reward, feasible, _ = ranks.broadcast(lambda: ask_oracle(oracle, designs))
     score = np.where(feasible, reward, floor)
     learned = method.predict(designs)
     if learned is None:
@@ -107,14 +109,26 @@ TOP_UPS = 4
 """Proposals of a round's remainder after its first, before the round ends short."""
 
 
+@dataclass
+class Progress:
+    """The loop's own state after a finished round: with the method, the model and
+    the budgeted oracle as they stand then, all that a run needs to go on from
+    the next round (`run(..., resume=...)`) as if it had never stopped."""
+
+    round: int
+    data: Feedback
+    records: list[RoundRecord]
+
+
 def measure_round(method: Method, model: DiffusionModel, oracle: BudgetedOracle, data: Feedback, n: int,
-                  round: int, top_ups: int) -> None:
+                  round: int, top_ups: int, ranks: Ranks = ONE_PROCESS) -> None:
     """Measure `method`'s proposals into `data` until `round` has charged n queries
-    or `top_ups` proposals of the remainder followed the first."""
+    or `top_ups` proposals of the remainder followed the first. Rank 0 asks the
+    oracle; every rank gets its answer."""
     charged = 0
     for _ in range(1 + top_ups):
         proposal = method.propose(model, n - charged, round)
-        answer = oracle(proposal.designs, round=round)
+        answer = ranks.broadcast(lambda designs=proposal.designs: oracle(designs, round=round))
         data.add(answer.designs, answer.reward, answer.feasible, round)
         charged += answer.charged
         if charged >= n:
@@ -133,13 +147,23 @@ def run(
     eval_oracle: Oracle | Literal["oracle"] | None = "oracle",
     on_round: Callable[[RoundRecord], None] = lambda record: None,
     top_ups: int = TOP_UPS,
+    resume: Progress | None = None,
+    on_progress: Callable[[Progress], None] = lambda progress: None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> list[RoundRecord]:
     """Run `method` for its schedule of `rounds`; returns one record per round (and round 0).
 
     After every round, `eval_samples` held-out designs are scored by `eval_oracle`
     ("oracle": the budgeted oracle's own, uncharged; None or 0 samples: no evaluation,
     and the record's value is NaN). A round whose proposals charged fewer than its
-    queries (repeats are free) is topped up by at most `top_ups` more proposals."""
+    queries (repeats are free) is topped up by at most `top_ups` more proposals.
+
+    `on_progress` gets the loop's state after every round (a checkpoint's part);
+    `resume` goes on after the round such a state was taken at, with the method,
+    model and oracle restored by the caller to what they were then.
+
+    On several processes (`ranks`, the method's own), every rank runs this loop
+    alike; only rank 0's oracle is asked, and only its records count its queries."""
     check_capabilities(method, model)
     schedule = method.schedule(rounds)
     check = getattr(method, "check", None)  # settings the model or schedule cannot meet, before any query
@@ -149,23 +173,28 @@ def run(
     if eval_samples == 0:
         evaluator = None
     calls_per_design = int(getattr(evaluator, "calls_per_design", 1))
-    data, records = Feedback(), []
+    data, records = (Feedback(), []) if resume is None else (resume.data, resume.records)
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
         if evaluator is None:
             answers, calls = Evaluation((float("nan"),) * 5, [], None, None), 0
         else:
-            answers = evaluate(model, method, evaluator, floor, eval_samples, eval_seed)
+            answers = evaluate(model, method, evaluator, floor, eval_samples, eval_seed, ranks)
             calls = eval_samples * calls_per_design
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         records.append(RoundRecord(r, oracle.used, *answers.scores, calls, time.perf_counter() - start, peak,
                                    diagnostics, answers.samples, answers.rewards, answers.feasible))
         on_round(records[-1])
 
-    record(0, time.perf_counter(), {})
+    if resume is None:
+        record(0, time.perf_counter(), {})
+        on_progress(Progress(0, data, records))
     for r, n in enumerate(schedule, start=1):
+        if resume is not None and r <= resume.round:
+            continue
         start = time.perf_counter()
-        measure_round(method, model, oracle, data, n, r, top_ups)
+        measure_round(method, model, oracle, data, n, r, top_ups, ranks)
         diagnostics = method.update(model, data, r)
         record(r, start, diagnostics)
+        on_progress(Progress(r, data, records))
     return records

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from algorithms.parallel import ONE_PROCESS, Ranks
 from domains.base import (
     CapabilityError,
     DiffusionModel,
@@ -35,11 +36,13 @@ class Context:
     operators: Operators | None = None  # the domain's search moves, if it has them
     pretraining_data: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor | None]] | None = None
     """n clean samples (and their conditions) of the data the model was pretrained on, if the domain has it."""
+    ranks: Ranks = field(default_factory=Ranks)
+    """The processes the cell runs on, and the pieces a batch is cut into (`algorithms.parallel`)."""
 
     @classmethod
-    def from_task(cls, task: Task, seed: int) -> Context:
+    def from_task(cls, task: Task, seed: int, ranks: Ranks | None = None) -> Context:
         """Everything a method may know of `task`: its featuriser, floor, search moves and pretraining data."""
-        return cls(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data)
+        return cls(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data, ranks or Ranks())
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,17 @@ def check_capabilities(method: Method, model: DiffusionModel) -> None:
                               f"{type(model).__name__} does not have")
 
 
-def sample_in_chunks(draw: Callable[[int], SampleOutput], n: int, chunk: int = 256) -> SampleOutput:
-    """`draw(k)` called on chunks of at most `chunk` until n designs are drawn,
-    so that an 8,192-query round fits in memory; kept trajectories are joined
-    along the batch."""
-    outs = [draw(min(chunk, n - i)) for i in range(0, n, chunk)]
+def sample_in_chunks(draw: Callable[[int, torch.Generator], SampleOutput], n: int, generator: torch.Generator,
+                     ranks: Ranks = ONE_PROCESS, chunk: int = 256) -> SampleOutput:
+    """n designs drawn by `draw(k, generator)` in chunks of at most `chunk`, so
+    that an 8,192-query round fits in memory; kept trajectories are joined
+    along the batch. Each rank draws its pieces of the batch (`Ranks.pieces`)
+    and every rank gets them all."""
+
+    def piece(rows: range, piece_generator: torch.Generator) -> list[SampleOutput]:
+        return [draw(min(chunk, len(rows) - i), piece_generator) for i in range(0, len(rows), chunk)]
+
+    outs = [out for part in ranks.gather([piece(*p) for p in ranks.pieces(n, generator)], n) for out in part]
     trajectory = None if outs[0].trajectory is None else cat_trajectories([o.trajectory for o in outs])
     return SampleOutput(cat_states([o.x for o in outs]), [d for o in outs for d in o.designs], trajectory)
 
@@ -149,13 +158,14 @@ class SamplingMethod:
     are fresh samples of the current model drawn with the method's generator."""
 
     generator: torch.Generator
+    ctx: Context
     requires: tuple[str, ...] = ("sample",)
 
     def schedule(self, rounds: list[int]) -> list[int]:
         return list(rounds)
 
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
-        return sample_in_chunks(lambda k: model.sample(k, generator=generator), n)
+        return sample_in_chunks(lambda k, g: model.sample(k, generator=g), n, generator, self.ctx.ranks)
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         return Proposal(self.draw(model, n, self.generator).designs)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from algorithms.method import Context, Feedback, SamplingMethod, Variant
+from algorithms.parallel import PieceGradients
 from domains.base import DiffusionModel, index_states
 
 
@@ -80,25 +81,35 @@ class RWR(SamplingMethod):
         weights = torch.as_tensor(rwr_weights(reward, self.cfg.beta, self.cfg.sparse_fraction), dtype=torch.float32)
         designs = [data.designs[i] for i in latest]
         x0, condition = model.encode(designs), model.conditions(designs)
-        params = model.trainable_parameters()
+        params, ranks = model.trainable_parameters(), self.ctx.ranks
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         losses = []
         for _ in range(self.cfg.epochs):
             order = torch.randperm(len(latest), generator=self.generator)
             for start in range(0, len(latest), self.cfg.batch_size):
-                rows = order[start : start + self.cfg.batch_size]
-                batch_weight = weights[rows].sum()
-                if batch_weight == 0:  # sparse RWR: nothing to learn in this batch
+                minibatch = order[start : start + self.cfg.batch_size]
+                if weights[minibatch].sum() == 0:  # sparse RWR: nothing to learn in this batch
                     continue
-                weighted_mean = model.denoising_loss(index_states(x0, rows), generator=self.generator,
-                                                     weights=weights[rows],
-                                                     condition=None if condition is None else condition[rows])
-                loss = weighted_mean * batch_weight / len(rows)  # sum_i w_i * l_i / batch_len, round weights
                 opt.zero_grad()
-                loss.backward()
+                grads, piece_losses = PieceGradients(params, ranks), []
+                # This rank's pieces of the minibatch (all of it on one process), each with its own noise.
+                for piece, piece_generator in ranks.pieces(len(minibatch), self.generator):
+                    rows = minibatch[piece.start : piece.stop]
+                    piece_weight = weights[rows].sum()
+                    if piece_weight == 0:
+                        piece_losses.append(0.0)
+                        continue
+                    weighted_mean = model.denoising_loss(index_states(x0, rows), generator=piece_generator,
+                                                         weights=weights[rows],
+                                                         condition=None if condition is None else condition[rows])
+                    loss = weighted_mean * piece_weight / len(minibatch)  # sum_i w_i * l_i / batch_len
+                    loss.backward()
+                    grads.piece_done()
+                    piece_losses.append(float(loss.detach()))
+                grads.sum()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
-                losses.append(float(loss.detach()))
+                losses.append(sum(ranks.gather(piece_losses, len(minibatch))))
         return {"weighted_loss": float(np.mean(losses)) if losses else float("nan"), "max_weight": float(weights.max()),
                 "weights_ess": effective_sample_size(weights.numpy())}
 

@@ -31,7 +31,7 @@ class Screening(SamplingMethod):
         if context.pretraining_data is None:
             raise CapabilityError(f"{name} screens the task's pretraining data, and this task has none "
                                   "(Task.pretraining_data)")
-        self.cfg, self.name = config, name
+        self.cfg, self.ctx, self.name = config, context, name
         self.data = context.pretraining_data
         self.generator = torch.Generator().manual_seed(context.seed)
 

@@ -106,6 +106,7 @@ class Seiko(SamplingMethod):
             kl_weight=self.cfg.kl_weight,
             lr=self.cfg.lr,
             generator=self.generator,
+            ranks=self.ctx.ranks,
         )
         return {**fit, "optimism_gap": gap, **stats}
 

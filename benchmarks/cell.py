@@ -2,17 +2,18 @@
 
 A cell is one (task, method, seed). Its folder holds queries.csv (the budgeted
 oracle's log), evals.csv (held-out value after every round) and, written last,
-metrics.json: a cell is finished iff metrics.json exists, so a rerun skips it,
-and a killed cell (no metrics.json) is cleared and run again from the start.
-Every file is written atomically (temp file + rename), so nothing half-written
-is ever read back.
+metrics.json: a cell is finished iff metrics.json exists, so a rerun skips it.
+After every round but the last it also holds a checkpoint (`benchmarks.checkpoint`),
+so a killed cell goes on from its last finished round and asks no query twice;
+the checkpoint is removed once metrics.json is written. Every file is written
+atomically (temp file + rename), so nothing half-written is ever read back.
 
 A finished cell records the fingerprint of its settings and the version of the
 code that produced it (`code_version`). A rerun with other settings refuses to
 replace it; a rerun with the same settings under changed code reruns it, so no
 result older than its code survives a run.
 
-This module is part of every cell's code version; how cells are scheduled
+This module and `benchmarks.checkpoint` are part of every cell's code version; how cells are scheduled
 (`benchmarks.runner`: processes, Ctrl-C, progress) is not, because it cannot
 change a cell's numbers: a cell seeds itself and runs alone in its process.
 """
@@ -43,7 +44,9 @@ from algorithms import loop
 from algorithms.budgeted_oracle import BudgetedOracle
 from algorithms.config import plain
 from algorithms.method import Context
+from algorithms.parallel import Ranks
 from algorithms.registry import METHODS, build_method
+from benchmarks import checkpoint
 from benchmarks.spec import Spec, SpecError
 from benchmarks.tracking import Tracking, round_values
 from domains.tasks import TaskRef, imported_modules, load_factory, package_files
@@ -71,14 +74,16 @@ def cell_dir(out: Path, spec: Spec, task: str, method: str, seed: int) -> Path:
     return out / spec.name / task / method / f"seed{seed}"
 
 
-def cell_settings(spec: Spec, task: str, method: str, seed: int) -> dict[str, Any]:
-    """Everything that determines a cell's result, stored in its metrics.json."""
+def cell_settings(spec: Spec, task: str, method: str, seed: int, shards: int = 1) -> dict[str, Any]:
+    """Everything that determines a cell's result, stored in its metrics.json:
+    with the pieces a batch is cut into when more than one (`algorithms.parallel`;
+    how many processes computed them cannot change a number)."""
     ref, resolved = spec.task(task), spec.method(method)
     return {
         "task": task, "task_source": ref.source, "task_params": ref.params,
         "method": method, "runs": resolved.method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
         "eval_samples": spec.eval_samples, "evaluation": spec.evaluation, "auc_freq": spec.auc_freq,
-        "config": plain(resolved.config),
+        "config": plain(resolved.config), **({"shards": shards} if shards != 1 else {}),
     }
 
 
@@ -118,7 +123,7 @@ def code_version(task_files: list[Path] = (), method: str | None = None) -> dict
     algorithms = package_files(_ALGORITHMS) if method is None else list(method_files(method))
     files = [*algorithms, *sorted(domains.glob("*.py")), *package_files(domains / "diffusion")]
     digest = hashlib.sha256()
-    for path in [*files, Path(__file__).resolve(), *task_files]:
+    for path in [*files, Path(__file__).resolve(), Path(checkpoint.__file__).resolve(), *task_files]:
         name = path.relative_to(_PROJECT) if path.is_relative_to(_PROJECT) else path.name
         digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
     try:
@@ -162,18 +167,38 @@ def finished(folder: Path, settings: dict[str, Any], code: dict[str, str], rerun
 
 
 def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
-             progress: bool = False, tracking: Tracking | None = None) -> dict[str, Any]:
+             progress: bool = False, tracking: Tracking | None = None, processes: int = 1) -> dict[str, Any]:
     """Run one cell from scratch and write its three files; returns its metrics.
-    With `tracking`, every round is also logged to that tracker.
+    With `tracking`, every round is also logged to that tracker. With `processes`
+    > 1 the cell runs data-parallel on that many new processes (`algorithms.parallel`),
+    rank 0 writing its files, and this one waits for them."""
+    shards = spec.shards_for(processes)
+    if processes == 1:
+        return run_rank(spec, task_name, method_name, seed, out, progress, tracking, Ranks(shards=shards))
+    from benchmarks.launch import launch
 
-    One torch thread per cell: cells run one per core, and oversubscribed torch
+    launch(run_rank, (spec, task_name, method_name, seed, out, False, tracking, None), processes)
+    return json.loads((cell_dir(out, spec, task_name, method_name, seed) / "metrics.json").read_text())
+
+
+def run_rank(spec: Spec, task_name: str, method_name: str, seed: int, out: Path, progress: bool,
+             tracking: Tracking | None, ranks: Ranks | None) -> dict[str, Any] | None:
+    """One process's part of a cell (`ranks`; None: this process's place in the
+    torch.distributed group `benchmarks.launch` started); the metrics on rank 0.
+
+    One torch thread per process: cells run one per core, and oversubscribed torch
     threads on a busy machine are many times slower, not a little."""
+    if ranks is None:
+        from benchmarks.launch import join_group
+
+        world, rank = join_group()
+        ranks = Ranks(world, rank, spec.shards_for(world))
+    main = ranks.main
     folder = cell_dir(out, spec, task_name, method_name, seed)
-    settings = cell_settings(spec, task_name, method_name, seed)
+    settings = cell_settings(spec, task_name, method_name, seed, ranks.shards)
+    identity = {"fingerprint": fingerprint(settings), "code": cell_code(spec, task_name, method_name)}
     ref = spec.task(task_name)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in CELL_FILES:
-        (folder / name).unlink(missing_ok=True)
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -181,18 +206,34 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
 
     start = time.perf_counter()
     task = ref.build()
-    model = task.load_model()
-    resolved = spec.method(method_name)
-    method = build_method(resolved.method, Context.from_task(task, seed), label=method_name, config=resolved.config)
-    oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
-                            charge_infeasible=task.charge_infeasible)
-    records: list[loop.RoundRecord] = []
+    evaluation = evaluation_oracle(spec, task, ref)
+    restored = checkpoint.load(folder, identity, task, evaluation)
+    journal = folder / checkpoint.JOURNAL
+    if restored is None:  # a new cell, or one whose checkpoint is of other settings or code
+        for name in (*CELL_FILES, checkpoint.NAME, checkpoint.JOURNAL) if main else ():
+            (folder / name).unlink(missing_ok=True)
+        model = task.load_model()
+        resolved = spec.method(method_name)
+        method = build_method(resolved.method, Context.from_task(task, seed, ranks), label=method_name,
+                              config=resolved.config)
+        oracle = BudgetedOracle(task.oracle, spec.budget, method=method_name, seed=seed,
+                                charge_infeasible=task.charge_infeasible, journal=journal)
+        resume, spent_s = None, 0.0
+    else:  # a killed cell: on from its last finished round, with the answers bought since
+        model, method, oracle = restored["model"], restored["method"], restored["oracle"]
+        method.ctx.ranks = ranks  # rank 0 pickled its own place
+        resume, spent_s = restored["progress"], restored["wall_s"]
+        oracle.prepay(journal)
+    records: list[loop.RoundRecord] = [] if resume is None else list(resume.records)
     num_rounds = len(method.schedule(spec.rounds))
-    bar = tqdm(total=num_rounds, desc=f"{method_name} seed{seed}", unit="round", leave=False, disable=not progress)
-    tracker = None if tracking is None else tracking.open(f"{spec.name}/{task_name}/{method_name}/seed{seed}", settings)
+    bar = tqdm(total=num_rounds, initial=0 if resume is None else resume.round, desc=f"{method_name} seed{seed}",
+               unit="round", leave=False, disable=not progress)
+    tracker = None if tracking is None or not main else tracking.open(f"{spec.name}/{task_name}/{method_name}/seed{seed}", settings)
 
     def save(record: loop.RoundRecord) -> None:
         records.append(record)
+        if not main:
+            return
         if task.render is not None and record.samples and record.round in (0, num_rounds):
             picture = SAMPLE_PICTURES[record.round == num_rounds]
             atomic_write(folder / picture, png(task.render(record.samples, sample_labels(record))))
@@ -203,13 +244,22 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         if tracker is not None:
             tracker.log(round_values(record.row()), step=record.queries_used)
 
+    def keep(state: loop.Progress) -> None:
+        if main and state.round < num_rounds:  # the last round's state is the finished cell itself
+            checkpoint.save(folder, identity, task, evaluation, {
+                "progress": state, "model": model, "method": method, "oracle": oracle,
+                "wall_s": spent_s + time.perf_counter() - start})
+
     try:
         loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
-                 eval_seed=10_000 + seed, eval_oracle=evaluation_oracle(spec, task, ref), on_round=save)
+                 eval_seed=10_000 + seed, eval_oracle=evaluation, on_round=save, resume=resume, on_progress=keep,
+                 ranks=ranks)
     finally:
         bar.close()  # also on error, so the error line is not glued to an open bar
         if tracker is not None:
             tracker.finish()
+    if not main:
+        return None
     log = oracle.log()
     best = top_queries(log)
     if task.draw_keys is not None and len(best):
@@ -223,15 +273,18 @@ def run_cell(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
         "final_learned_reward": records[-1].learned_reward,
         "final_value_spearman": records[-1].value_spearman,
         "eval_oracle_calls": sum(r.eval_oracle_calls for r in records),
-        "wall_s": time.perf_counter() - start,
+        "processes": ranks.world,
+        "wall_s": spent_s + time.perf_counter() - start,
         "spec": spec.name, "task": task_name, "method": method_name, "seed": seed,
         "floor": task.oracle.floor, "optimum": task.oracle.optimum, "task_info": task.info,
-        "fingerprint": fingerprint(settings), "settings": settings, "code": cell_code(spec, task_name, method_name),
+        "fingerprint": identity["fingerprint"], "settings": settings, "code": identity["code"],
         "environment": environment(),
     }
     metrics["total_oracle_calls"] = metrics["oracle_calls"] + metrics["eval_oracle_calls"]
     metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
     atomic_write(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    for name in (checkpoint.NAME, checkpoint.JOURNAL):
+        (folder / name).unlink(missing_ok=True)
     return metrics
 
 

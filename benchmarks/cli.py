@@ -54,8 +54,9 @@ def _writable_folder(out: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    for name in ("workers", "processes"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.address is not None and args.executor != "ray":
         raise ValueError("--address names a Ray cluster; it goes with --executor ray")
     names = expand_suites(args.spec or [DEFAULT_SUITE])
@@ -64,11 +65,11 @@ def _run(args: argparse.Namespace) -> None:
     with results_lock(args.out):
         from benchmarks.estimate import plan
 
-        workers = args.workers or os.cpu_count() or 1
-        print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun)}", flush=True)
+        workers = args.workers or max(1, (os.cpu_count() or 1) // args.processes)
+        print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun, args.processes)}", flush=True)
         tracking = None if args.log_with is None else Tracking(args.log_with, args.log_dir or args.out / "trackers")
-        finished = run_specs(specs, args.out, workers=args.workers, rerun=args.rerun, tracking=tracking,
-                             executor=args.executor, address=args.address)
+        finished = run_specs(specs, args.out, workers=workers, rerun=args.rerun, tracking=tracking,
+                             executor=args.executor, address=args.address, processes=args.processes)
         for name, cells in finished.items():
             print(f"{name}: {len(cells)} cells finished under {args.out / name}")
         if not args.no_report:
@@ -131,7 +132,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, YAML value: --set seeds=[0] --set config.greedy.kl_weight=0.1")
-    run.add_argument("--workers", type=int, default=None, help="parallel cells (default: one per core)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="parallel cells (default: one per core, or per --processes cores)")
+    run.add_argument("--processes", type=int, default=1,
+                     help="processes each cell runs data-parallel on (default 1); a cell's numbers depend on the "
+                          "spec's shards (default: as many as processes), not on this")
     run.add_argument("--executor", choices=EXECUTORS, default="pool",
                      help="where cells run: a pool of processes here (default), or Ray tasks (pip install -e '.[ray]')")
     run.add_argument("--address", default=None,

@@ -30,6 +30,8 @@ class Cell(NamedTuple):
     method: str
     seed: int
     reference_s: float | None
+    processes: int = 1
+    """The processes the cell runs data-parallel on (`algorithms.parallel`)."""
 
 
 def reference_seconds(spec: Spec, task: str, method: str) -> float | None:
@@ -39,9 +41,10 @@ def reference_seconds(spec: Spec, task: str, method: str) -> float | None:
     return sum(times) / len(times) if times else None
 
 
-def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[Cell], list[dict[str, Any]]]:
+def split_cells(spec: Spec, out: Path, rerun: bool, processes: int = 1) -> tuple[list[Cell], list[dict[str, Any]]]:
     """The spec's cells still to run, and the metrics of those finished by this code
-    with these settings (`finished`)."""
+    with these settings (`finished`), each cell on `processes` processes."""
+    shards = spec.shards_for(processes)
     todo, done = [], []
     codes: dict[tuple[str, str], dict[str, str]] = {}
     references: dict[tuple[str, str], float | None] = {}
@@ -50,10 +53,10 @@ def split_cells(spec: Spec, out: Path, rerun: bool) -> tuple[list[Cell], list[di
         if (task, method) not in codes:  # one hash and one read of the reference per (task, method), not per seed
             codes[task, method] = cell_code(spec, task, method)
             references[task, method] = reference_seconds(spec, task, method)
-        if finished(folder, cell_settings(spec, task, method, seed), codes[task, method], rerun):
+        if finished(folder, cell_settings(spec, task, method, seed, shards), codes[task, method], rerun):
             done.append(json.loads((folder / "metrics.json").read_text()))
         else:
-            todo.append(Cell(spec, task, method, seed, references[task, method]))
+            todo.append(Cell(spec, task, method, seed, references[task, method], processes))
     return todo, done
 
 
@@ -62,12 +65,12 @@ def expected_seconds(cell: Cell) -> float:
     return UNKNOWN_CELL_S if cell.reference_s is None else cell.reference_s
 
 
-def plan(specs: list[Spec], out: Path, workers: int, rerun: bool) -> str:
+def plan(specs: list[Spec], out: Path, workers: int, rerun: bool, processes: int = 1) -> str:
     """One line: cells in all, finished, to run, and the expected wall time."""
     total = done = unknown = 0
     seconds = 0.0
     for spec in specs:
-        todo_cells, done_cells = split_cells(spec, out, rerun)
+        todo_cells, done_cells = split_cells(spec, out, rerun, processes)
         total += len(todo_cells) + len(done_cells)
         done += len(done_cells)
         unknown += sum(cell.reference_s is None for cell in todo_cells)

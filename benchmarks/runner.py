@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from itertools import islice
 from multiprocessing import active_children, get_context
@@ -22,6 +19,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.cell import cell_code, cell_dir, environment, run_cell
 from benchmarks.estimate import Cell, expected_seconds, split_cells
+from benchmarks.launch import stop_with_parent
 from benchmarks.spec import Spec
 from benchmarks.tracking import Tracking
 from reports import atomic_write
@@ -31,10 +29,11 @@ EXECUTORS = ("pool", "ray")
 
 def run_specs(specs: list[Spec], out: Path, *, workers: int | None = None, rerun: bool = False,
               tracking: Tracking | None = None, executor: str = "pool",
-              address: str | None = None) -> dict[str, list[dict[str, Any]]]:
+              address: str | None = None, processes: int = 1) -> dict[str, list[dict[str, Any]]]:
     """Run every unfinished cell of `specs` under `out`, on a pool of processes
     (`executor="pool"`) or as Ray tasks (`"ray"`, on the cluster at `address`, else
-    a local Ray on `workers` CPUs); both write the same cell folders. The cells of
+    a local Ray on `workers` CPUs); both write the same cell folders. Each cell
+    runs data-parallel on `processes` processes of its own. The cells of
     all specs share the workers and one progress bar, so a run has one ETA.
     Returns every spec's finished cells' metrics, by spec name.
 
@@ -46,7 +45,7 @@ def run_specs(specs: list[Spec], out: Path, *, workers: int | None = None, rerun
     todo: dict[str, list[Cell]] = {}
     done: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
-        todo[spec.name], done[spec.name] = split_cells(spec, out, rerun)
+        todo[spec.name], done[spec.name] = split_cells(spec, out, rerun, processes)
     every = [cell for cells in todo.values() for cell in cells]
     ran = _run_cells(every, out, workers, sum(map(len, done.values())), tracking, executor, address) if every else []
     for spec in specs:
@@ -68,30 +67,17 @@ def _write_manifest(spec: Spec, out: Path, executor: str, done: list[dict[str, A
     atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
-def _worker_start(parent: int) -> None:
-    """A pool worker ignores Ctrl-C (the parent decides: finish running cells or
-    abort) and exits within a second of its parent's death by any signal, so no
-    orphan goes on writing into the results folder."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 class _Pool:
     """Cells on a pool of spawned processes on this machine."""
 
     def __init__(self, workers: int):
         self.slots = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_start,
+        self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=stop_with_parent,
                                         initargs=(os.getpid(),))
 
     def submit(self, cell: Cell, out: Path, tracking: Tracking | None) -> Future:
-        return self.pool.submit(run_cell, cell.spec, cell.task, cell.method, cell.seed, out, False, tracking)
+        return self.pool.submit(run_cell, cell.spec, cell.task, cell.method, cell.seed, out, False, tracking,
+                                cell.processes)
 
     def wait(self, pending: set[Future], timeout: float) -> set[Future]:
         return wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)[0]
@@ -109,9 +95,10 @@ class _Pool:
 class _Ray:
     """Cells as Ray tasks, each reserving its spec's `resources`: on a local Ray
     started here with `workers` CPUs, or on the running cluster at `address`
-    (which then receives this project's packages as the tasks' code)."""
+    (which then receives this project's packages as the tasks' code). A
+    data-parallel cell reserves them once for each of its `processes`."""
 
-    def __init__(self, specs: list[Spec], workers: int, address: str | None):
+    def __init__(self, specs: list[Spec], workers: int, address: str | None, processes: int):
         try:
             import ray
         except ImportError:
@@ -132,19 +119,21 @@ class _Ray:
         cpus_there, gpus_there = available.get("CPU", 0), available.get("GPU", 0)
         fits = []  # how many cells of each spec the cluster holds at once
         for spec in specs:
-            cpus, gpus = spec.resources["cpus"], spec.resources["gpus"]
+            cpus, gpus = spec.resources["cpus"] * processes, spec.resources["gpus"] * processes
             if gpus > gpus_there or cpus > cpus_there:
                 ray.shutdown()
-                raise ValueError(f"a cell of spec {spec.name!r} asks for {cpus:g} CPUs and {gpus:g} GPUs; the Ray "
-                                 f"cluster has {cpus_there:g} and {gpus_there:g}")
+                on = f" on its {processes} processes" if processes > 1 else ""
+                raise ValueError(f"a cell of spec {spec.name!r} asks for {cpus:g} CPUs and {gpus:g} GPUs{on}; the "
+                                 f"Ray cluster has {cpus_there:g} and {gpus_there:g}")
             fits.append(min([cpus_there / cpus] + ([gpus_there / gpus] if gpus else [])))
         self.slots = max(1, int(min(fits)))
         self.remote = ray.remote(max_retries=0)(run_cell)
 
     def submit(self, cell: Cell, out: Path, tracking: Tracking | None) -> Any:
-        resources = cell.spec.resources
-        task = self.remote.options(num_cpus=resources["cpus"], num_gpus=resources["gpus"])
-        return task.remote(cell.spec, cell.task, cell.method, cell.seed, out, False, tracking)
+        resources = cell.spec.resources  # per process of a data-parallel cell
+        task = self.remote.options(num_cpus=resources["cpus"] * cell.processes,
+                                   num_gpus=resources["gpus"] * cell.processes)
+        return task.remote(cell.spec, cell.task, cell.method, cell.seed, out, False, tracking, cell.processes)
 
     def wait(self, pending: set[Any], timeout: float) -> set[Any]:
         return set(self.ray.wait(list(pending), num_returns=1, timeout=timeout)[0])
@@ -219,11 +208,11 @@ def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: in
         if workers == 1 and executor == "pool":
             for cell in todo:
                 done.append(run_cell(cell.spec, cell.task, cell.method, cell.seed, out, progress=True,
-                                     tracking=tracking))
+                                     tracking=tracking, processes=cell.processes))
                 progress.cell_done(cell, done[-1])
             return done
         specs = list({id(cell.spec): cell.spec for cell in todo}.values())
-        engine = _Pool(workers) if executor == "pool" else _Ray(specs, workers, address)
+        engine = _Pool(workers) if executor == "pool" else _Ray(specs, workers, address, todo[0].processes)
         # Cells are handed out one per free slot, not queued up front, so that a
         # Ctrl-C leaves nothing queued that would start after it.
         queue = iter(todo)

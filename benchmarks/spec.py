@@ -24,8 +24,9 @@ SUITES = {
     # `seiko-bench run` with no spec: a few methods that the full benchmark tells
     # apart, in minutes on two cores (issue 15: the README's main command).
     "quick": ["protein-quick", "dna-quick"],
-    # `seiko-bench run reference`: one spec per domain, every method in each.
-    "reference": ["protein", "images", "dna"],
+    # `seiko-bench run reference`: one spec per domain, every method in each, and
+    # a harder protein task with one or two methods of each family (issue 12).
+    "reference": ["protein", "protein-hard", "images", "dna"],
 }
 DEFAULT_SUITE = "quick"
 EVALUATIONS = ("task", "oracle", "off")
@@ -81,6 +82,11 @@ class Spec:
     resources: dict[str, float] = field(default_factory=lambda: {"cpus": 1, "gpus": 0})
     """What one cell reserves under `--executor ray` ({cpus: 1, gpus: 0}; a Stable Diffusion
     cell asks for a GPU). It cannot change a cell's numbers, so no cell's fingerprint holds it."""
+    shards: int | None = None
+    """Pieces every batch is cut into, each drawn with its own generator
+    (`algorithms.parallel`): a cell's numbers depend on it, not on how many
+    processes (`--processes`) compute them, so `--processes 4` and `--processes 1
+    --set shards=4` give the same cell. None: as many as processes (1: one stream)."""
     description: str = ""
     """One line for the report."""
     root: str = ""
@@ -100,6 +106,8 @@ class Spec:
             raise SpecError(f"{where}: seeds must be integers >= 0, got {self.seeds}")
         if len(set(self.seeds)) != len(self.seeds):
             raise SpecError(f"{where}: seeds {self.seeds} repeat a seed; each cell runs once")
+        if self.shards is not None and (type(self.shards) is not int or self.shards < 1):
+            raise SpecError(f"{where}: shards must be an integer >= 1 (or left out), got {self.shards!r}")
         for name, low in (("eval_samples", 0), ("auc_freq", 1)):
             value = getattr(self, name)
             if type(value) is not int or value < low:
@@ -191,6 +199,14 @@ class Spec:
 
     def task_names(self) -> list[str]:
         return list(self._tasks)
+
+    def shards_for(self, processes: int) -> int:
+        """The pieces a batch is cut into when each cell runs on `processes` processes."""
+        shards = self.shards or processes
+        if shards % processes:
+            raise SpecError(f"spec {self.name!r}: shards={shards} cannot be split among {processes} processes; "
+                            f"use a multiple of {processes}, or leave shards out")
+        return shards
 
     def cells(self) -> list[tuple[str, str, int]]:
         return [(t, m, s) for t in self._tasks for m in self.methods for s in self.seeds]

@@ -1,15 +1,13 @@
-"""Large-scale RL: batch-wide normalisation gathered across processes, the
-pretraining-loss regulariser, and the capability it needs."""
+"""Large-scale RL: batch-wide normalisation, the pretraining-loss regulariser,
+and the capability it needs (its data-parallel run: tests/benchmarks/test_data_parallel.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from algorithms.large_scale_rl import LargeScaleRL, LargeScaleRLConfig, batch_normalise, gather
+from algorithms.large_scale_rl import LargeScaleRL, LargeScaleRLConfig, batch_normalise
 from algorithms.method import Context, Feedback
 from domains.base import CapabilityError
 from domains.sequences.featuriser import SequenceFeaturiser
@@ -26,36 +24,6 @@ def data_fn(n: int, generator: torch.Generator):
 def test_single_process_normalisation_is_over_the_batch():
     reward = np.array([0.0, 1.0, 2.0, 7.0])
     assert np.allclose(batch_normalise(reward), (reward - reward.mean()) / (reward.std() + 1e-6))
-
-
-def _worker(rank: int, world: int, port: int, queue) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        local = np.array([0.0, 1.0]) if rank == 0 else np.array([10.0, 20.0, 30.0])  # unequal batch sizes
-        queue.put((rank, gather(torch.as_tensor(local)).tolist(), batch_normalise(local).tolist()))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_normalisation_uses_the_statistics_gathered_across_processes():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(rank, 2, port, queue)) for rank in range(2)]
-    for p in procs:
-        p.start()
-    results = dict((rank, (everyone, normalised)) for rank, everyone, normalised in (queue.get(timeout=60) for _ in procs))
-    for p in procs:
-        p.join(timeout=60)
-    everyone = np.array([0.0, 1.0, 10.0, 20.0, 30.0])
-    assert results[0][0] == results[1][0] == everyone.tolist()
-    mean, std = everyone.mean(), everyone.std() + 1e-6
-    assert np.allclose(results[0][1], (np.array([0.0, 1.0]) - mean) / std)
-    assert np.allclose(results[1][1], (np.array([10.0, 20.0, 30.0]) - mean) / std)
 
 
 def test_the_regulariser_needs_pretraining_data_unless_switched_off():

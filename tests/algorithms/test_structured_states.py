@@ -122,8 +122,8 @@ def test_sampling_in_chunks_joins_pair_trajectories_in_order():
     model = PairModel()
     generator = torch.Generator().manual_seed(0)
     parts = [model.sample(k, generator=generator, keep_trajectory=True) for k in (3, 3, 3, 1)]
-    generator = torch.Generator().manual_seed(0)
-    chunked = sample_in_chunks(lambda k: model.sample(k, generator=generator, keep_trajectory=True), 10, chunk=3)
+    chunked = sample_in_chunks(lambda k, g: model.sample(k, generator=g, keep_trajectory=True), 10,
+                               torch.Generator().manual_seed(0), chunk=3)
     assert chunked.designs == [d for p in parts for d in p.designs]
     for i, state in enumerate(chunked.trajectory.states):
         assert torch.equal(state.b, torch.cat([p.trajectory.states[i].b for p in parts]))

@@ -18,16 +18,11 @@ from benchmarks.cli import main
 from benchmarks.lock import LOCK_NAME
 from domains.base import OracleOutput
 from domains.sequences.ehrlich import Ehrlich
+from tests.tiny_run import TINY
 
 TASK = "ehrlich-l32-c2-k4"
 METHODS = ["seiko-ucb", "seiko-bootstrap", "seiko-ts", "greedy", "non-adaptive"]
-TINY = [
-    "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]",
-    "--set", "eval_samples=8", "--set", "auc_freq=4",
-    "--set", "config.greedy.finetune_steps=1", "--set", "config.greedy.batch_size=4",
-    "--set", "config.greedy.reward_model.steps=5",
-    "--workers", "1",
-]  # fmt: skip
+
 ERROR = "seiko-bench: error: "
 
 

@@ -1,6 +1,7 @@
 """Killing a run is safe, tested by killing real processes: a parent killed by
-SIGKILL takes its pool workers with it (none goes on writing into the results
-folder), and one Ctrl-C lets the running cells finish and starts no queued one."""
+SIGKILL takes its pool workers, or the processes of its data-parallel cell,
+with it (none goes on writing into the results folder), and one Ctrl-C lets
+the running cells finish and starts no queued one."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ CELL_FOLDERS = "protein/ehrlich-l32-c2-k4/greedy/seed*"
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads process parents from /proc")
 
 
-def start(out: Path) -> subprocess.Popen:
+def start(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "protein", "--out", str(out), *CELLS],
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "protein", "--out", str(out), *CELLS, *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -74,15 +75,20 @@ def snapshot(out: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*") if p.is_file()}
 
 
-def test_workers_of_a_parent_killed_by_sigkill_stop_and_write_nothing_more(tmp_path):
-    run = start(tmp_path)
+@pytest.mark.parametrize("extra, started", [
+    ((), lambda out, run: len(list(out.glob(CELL_FOLDERS))) == 2),  # two pool workers, a cell each
+    (("--processes", "2", "--workers", "1", "--set", "seeds=[0]"),  # one cell on two processes
+     lambda out, run: len(workers(run.pid)) == 2 and any(out.glob(CELL_FOLDERS))),
+], ids=["pool-workers", "data-parallel-processes"])
+def test_the_children_of_a_parent_killed_by_sigkill_stop_and_write_nothing_more(tmp_path, extra, started):
+    run = start(tmp_path, *extra)
     try:
-        wait_until(lambda: len(list(tmp_path.glob(CELL_FOLDERS))) == 2, 120, "two cells to start")
+        wait_until(lambda: started(tmp_path, run), 120, "two children to start")
         pids = workers(run.pid)
         assert len(pids) == 2
         run.kill()
         run.wait(10)
-        wait_until(lambda: not any(alive(pid) for pid in pids), 5, "the orphaned workers to exit")
+        wait_until(lambda: not any(alive(pid) for pid in pids), 5, "the orphaned children to exit")
         before = snapshot(tmp_path)
         time.sleep(2)
         assert snapshot(tmp_path) == before

@@ -62,3 +62,10 @@ def test_a_cell_that_asks_for_more_than_the_cluster_has_is_refused_in_one_line(t
 def test_an_address_without_ray_is_refused(tmp_path, capsys):
     assert run(tmp_path, "--address", "auto") == 2
     assert "--address names a Ray cluster; it goes with --executor ray" in capsys.readouterr().err
+
+
+def test_a_data_parallel_cell_reserves_its_resources_once_per_process(tmp_path, capsys):
+    assert run(tmp_path, "--executor", "ray", "--processes", "2", "--set", "resources={cpus: 2, gpus: 0}") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("seiko-bench: error: a cell of spec 'protein' asks for 4 CPUs and 0 GPUs on its 2 processes; "
+                       "the Ray cluster has 2 and 0")

@@ -15,15 +15,10 @@ import pandas as pd
 import pytest
 
 from benchmarks.cli import main
+from tests.tiny_run import TINY as TINY_SETTINGS
 
 TASK = "ehrlich-l32-c2-k4"
-TINY = [
-    "protein", "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]",
-    "--set", "eval_samples=8", "--set", "auc_freq=4",
-    "--set", "config.greedy.finetune_steps=1", "--set", "config.greedy.batch_size=4",
-    "--set", "config.greedy.reward_model.steps=5",
-    "--workers", "1", "--no-report",
-]  # fmt: skip
+TINY = ["protein", *TINY_SETTINGS, "--no-report"]
 QUERY_COLUMNS = ["call", "round", "key", "reward", "feasible"]
 METRIC_KEYS = ["budget", "queries_used", "auc_top10", "best", "top10", "final_value", "final_feasible", "wall_s"]
 

@@ -30,7 +30,8 @@ def test_defaults_fill_name_budget_and_evaluation(tmp_path):
 
 def test_suite_names_expand_to_their_specs_once_each_in_order():
     assert expand_suites(["quick"]) == ["protein-quick", "dna-quick"]
-    assert expand_suites(["protein", "reference", "mine.yaml"]) == ["protein", "images", "dna", "mine.yaml"]
+    assert expand_suites(["protein", "reference", "mine.yaml"]) == ["protein", "protein-hard", "images", "dna",
+                                                                     "mine.yaml"]
     for specs in SUITES.values():
         for name in specs:
             assert load_spec(name).name == name  # every suite names shipped specs
@@ -45,6 +46,19 @@ def test_the_quick_specs_are_cells_of_the_reference_specs_with_less_budget():
         assert small.rounds == big.rounds[: len(small.rounds)] and small.budget <= big.budget
         for method in small.methods:
             assert small.method(method).config == big.method(method).config, method
+
+
+def test_the_hard_protein_spec_runs_the_protein_settings_on_a_task_of_the_same_model():
+    """protein-hard changes the task (more motifs), not the recipe: its cells differ
+    from protein's by the oracle alone, and both start from one pretrained model."""
+    from domains.sequences.tasks import checkpoint_path
+
+    hard, default = load_spec("protein-hard"), load_spec("protein")
+    assert hard.rounds == default.rounds and hard.eval_samples == default.eval_samples
+    assert set(hard.methods) <= set(default.methods)
+    for method in hard.methods:
+        assert hard.method(method).config == default.method(method).config, method
+    assert checkpoint_path(hard.tasks[0]) == checkpoint_path(default.tasks[0])
 
 
 def test_shipped_spec_loads_by_name():

@@ -15,11 +15,9 @@ from benchmarks.tracking import Tracking
 pytest.importorskip("tensorboard", reason="the `track` extra (accelerate, tensorboard) is not installed")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-TINY = [
-    "--set", "rounds=[8,8]", "--set", "seeds=[0]", "--set", "methods=[greedy]", "--set", "eval_samples=8",
-    "--set", "config.greedy.finetune_steps=1", "--set", "config.greedy.batch_size=4",
-    "--set", "config.greedy.reward_model.steps=5", "--workers", "1", "--no-report",
-]  # fmt: skip
+from tests.tiny_run import TINY as TINY_SETTINGS
+
+TINY = [*TINY_SETTINGS, "--no-report"]
 
 
 def test_a_cell_logs_every_round_to_tensorboard_at_the_queries_spent(tmp_path):
