@@ -9,9 +9,9 @@ the checkpoint is removed once metrics.json is written. Every file is written
 atomically (temp file + rename), so nothing half-written is ever read back.
 
 A finished cell records the fingerprint of its settings and the version of the
-code that produced it (`code_version`). A rerun with other settings refuses to
-replace it; a rerun with the same settings under changed code reruns it, so no
-result older than its code survives a run.
+code that produced it (`benchmarks.code_version`). A rerun with other settings
+refuses to replace it; a rerun with the same settings under changed code reruns
+it (a stale cell: `seiko-bench status`), so a run leaves no result older than its code.
 
 This module and `benchmarks.checkpoint` are part of every cell's code version; how cells are scheduled
 (`benchmarks.runner`: processes, Ctrl-C, progress) is not, because it cannot
@@ -27,10 +27,7 @@ import os
 import platform
 import random
 import subprocess
-import sys
 import time
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +42,12 @@ from algorithms.budgeted_oracle import BudgetedOracle
 from algorithms.config import plain
 from algorithms.method import Context
 from algorithms.parallel import Ranks
-from algorithms.registry import METHODS, build_method
+from algorithms.registry import build_method
 from benchmarks import checkpoint
+from benchmarks.code_version import cell_code
 from benchmarks.spec import Spec, SpecError
 from benchmarks.tracking import Tracking, round_values
-from domains.tasks import TaskRef, imported_modules, load_factory, package_files
+from domains.tasks import TaskRef, load_factory
 from reports import atomic_write
 from reports.metrics import summarise, top_queries
 
@@ -85,57 +83,6 @@ def cell_settings(spec: Spec, task: str, method: str, seed: int, shards: int = 1
         "eval_samples": spec.eval_samples, "evaluation": spec.evaluation, "auc_freq": spec.auc_freq,
         "config": plain(resolved.config), **({"shards": shards} if shards != 1 else {}),
     }
-
-
-# The code that decides a cell's numbers: the modules of `algorithms/` its method
-# runs (`method_files`), the protocols and shared modules of `domains/` with its
-# shared samplers, this module, and the task's own code with the modules of other
-# domains it imports (`TaskRef.code_files`); not another method, another domain,
-# the scheduler (`benchmarks.runner`), the CLI, the specs or the reports, so that editing one method or adding a domain leaves the other
-# cells current.
-_PROJECT = Path(__file__).resolve().parent.parent
-_ALGORITHMS = _PROJECT / "algorithms"
-
-
-@cache
-def method_files(method: str) -> tuple[Path, ...]:
-    """The modules of `algorithms/` whose code a cell of `method` (a registered
-    name) runs: its own module and the modules this one imports (the loop, the
-    budgeted oracle, the registry), with everything they import from
-    `algorithms/`, transitively (large-scale RL runs DDPO's update, SEIKO the
-    reward models). The registry finds method modules at run time, unseen here,
-    so another method's module is never part of it."""
-    own = Path(sys.modules[METHODS[method].cls.__module__].__file__).resolve()
-    files, todo = set(), [own, *imported_modules(Path(__file__), _ALGORITHMS)]
-    while todo:
-        path = todo.pop().resolve()
-        if path not in files:
-            files.add(path)
-            todo += imported_modules(path, _ALGORITHMS)
-    return tuple(sorted(files | {_ALGORITHMS / "__init__.py"}))
-
-
-def code_version(task_files: list[Path] = (), method: str | None = None) -> dict[str, str]:
-    """The project's version and a hash of the code that produces a cell of
-    `method` (every method's code when None) on a task whose own code is
-    `task_files`: a cell finished under another hash is stale."""
-    domains = _PROJECT / "domains"
-    algorithms = package_files(_ALGORITHMS) if method is None else list(method_files(method))
-    files = [*algorithms, *sorted(domains.glob("*.py")), *package_files(domains / "diffusion")]
-    digest = hashlib.sha256()
-    for path in [*files, Path(__file__).resolve(), Path(checkpoint.__file__).resolve(), *task_files]:
-        name = path.relative_to(_PROJECT) if path.is_relative_to(_PROJECT) else path.name
-        digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
-    try:
-        version = metadata.version("seiko-bench")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"version": version, "hash": digest.hexdigest()[:16]}
-
-
-def cell_code(spec: Spec, task: str, method: str) -> dict[str, str]:
-    """The code version of a spec's cell: its task's code and its method's."""
-    return code_version(spec.task(task).code_files(), spec.method(method).method)
 
 
 def environment() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`seiko-bench`: list, run, report, export, pretrain.
+"""`seiko-bench`: list, run, status, report, export, pretrain.
 
 User errors (a malformed spec, an unknown name, an oracle that raises, a spent
 budget, a missing checkpoint) end with one line on stderr and exit status 2;
@@ -17,7 +17,7 @@ from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
 from benchmarks.lock import FolderLocked, results_lock
 from benchmarks.runner import EXECUTORS, run_specs
-from benchmarks.spec import DEFAULT_SUITE, SPECS, SUITES, expand_suites, load_spec
+from benchmarks.spec import DEFAULT_SUITE, SPECS, SUITES, Spec, expand_suites, load_spec
 from benchmarks.tracking import TRACKERS, Tracking
 from domains.base import CapabilityError
 from domains.tasks import list_tasks, pretrain
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> None:
         for name, cells in finished.items():
             print(f"{name}: {len(cells)} cells finished under {args.out / name}")
         if not args.no_report:
-            _write_report(args.out)
+            _write_report(args.out, specs)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -83,9 +83,35 @@ def _report(args: argparse.Namespace) -> None:
         _write_report(args.out)
 
 
-def _write_report(out: Path) -> None:
-    written = write_report(out)
+def _write_report(out: Path, specs: list[Spec] = ()) -> None:
+    from benchmarks.status import report_labels
+
+    written = write_report(out, report_labels(out, specs))
     print(f"report: {len(written)} files written; index at {out / 'README.md'} and {out / 'index.html'}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from benchmarks.status import CURRENT, EXTRA, describe, find_spec, problems, spec_folders, spec_states
+
+    if not args.out.is_dir():
+        raise FileNotFoundError(f"no results folder at {args.out}")
+    names = expand_suites(args.spec) if args.spec else spec_folders(args.out)
+    if not names:
+        raise FileNotFoundError(f"no cells under {args.out}: name a spec (`seiko-bench status protein`) or run one")
+    specs = [load_spec(name, args.set) if args.spec else find_spec(name, args.out, args.set) for name in names]
+    workers = args.workers or os.cpu_count() or 1
+    behind = 0
+    for spec in specs:
+        states = spec_states(spec, args.out)
+        print("\n".join(describe(spec, states, workers)), flush=True)
+        for line in problems(states):
+            print(f"seiko-bench: {line}", file=sys.stderr)
+        behind += sum(s.state not in (CURRENT, EXTRA) for s in states)
+    if args.strict and behind:
+        print(f"seiko-bench: status --strict: {behind} cells are stale, missing or broken; regenerate them before "
+              "quoting these results as a release", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -151,6 +177,19 @@ def parser() -> argparse.ArgumentParser:
                      help="where the tracker writes (default: <out>/trackers)")
     run.set_defaults(func=_run)
 
+    status = sub.add_parser("status", help="which cells the current code made, which are stale or missing, and "
+                                           "what regenerating them costs")
+    status.add_argument("spec", nargs="*", help="spec or suite names, or YAML paths (default: every spec folder "
+                                                "under --out, each checked against the spec its manifest records)")
+    status.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
+    status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="the overrides the cells were run with, as given to `seiko-bench run`")
+    status.add_argument("--workers", type=int, default=None, help="workers the regeneration estimate assumes "
+                                                                  "(default: one per core)")
+    status.add_argument("--strict", action="store_true",
+                        help="exit 1 when any cell is stale, missing or broken: the check before a release")
+    status.set_defaults(func=_status)
+
     report = sub.add_parser("report", help="leaderboards and curves from a results folder")
     report.add_argument("out", nargs="?", type=Path, default=Path("results"), help="results folder (default: results/)")
     report.set_defaults(func=_report)
@@ -177,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except USER_ERRORS as err:
         print(f"seiko-bench: error: {err}", file=sys.stderr)
         return 2
@@ -187,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seiko-bench: interrupted; finished cells are kept, rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from benchmarks.cell import cell_code, cell_dir, cell_settings, finished
+from benchmarks.cell import cell_dir, cell_settings, finished
+from benchmarks.code_version import cell_code
 from benchmarks.spec import Spec
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results"

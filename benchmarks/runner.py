@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import datetime, timezone
 from itertools import islice
 from multiprocessing import active_children, get_context
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from benchmarks.cell import cell_code, cell_dir, environment, run_cell
+from benchmarks.cell import cell_dir, environment, run_cell
+from benchmarks.code_version import cell_code
 from benchmarks.estimate import Cell, expected_seconds, split_cells
 from benchmarks.launch import stop_with_parent
 from benchmarks.spec import Spec
@@ -62,6 +64,7 @@ def _write_manifest(spec: Spec, out: Path, executor: str, done: list[dict[str, A
     # Each task's info as its cells ran it: settings a machine could not honour are replaced there, and say so.
     task_info = {cell["task"]: cell.get("task_info") for cell in done + ran}
     manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "executor": executor,
+                "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "task_info": task_info, "cells_done_before": len(done),
                 "cells_run": [[cell.task, cell.method, cell.seed] for cell in todo]}
     atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")

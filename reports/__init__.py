@@ -14,6 +14,7 @@ from pathlib import Path
 from reports.html import report_html
 from reports.leaderboard import find_cells, markdown_section, readme
 from reports.plots import curves_png
+from reports.summary import summary_markdown
 
 __all__ = ["atomic_write", "write_report"]
 
@@ -35,15 +36,19 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
     return path
 
 
-def write_report(results_dir: Path) -> list[Path]:
+def write_report(results_dir: Path, code: dict[str, str] | None = None) -> list[Path]:
     """Write each (spec, task)'s leaderboard.md and curves.png, the Markdown index
-    `results_dir/README.md` and the self-contained HTML report `results_dir/index.html`;
-    return the paths written.
+    `results_dir/README.md`, the summary `results_dir/summary.md` and the
+    self-contained HTML report `results_dir/index.html`; return the paths written.
+    `code` says, by cell folder relative to `results_dir`, whether the current code
+    made each cell ('current') or older code ('stale: <which>'); the report marks
+    the stale ones (`benchmarks.status.report_labels` makes it; this package
+    cannot, as it imports no methods or domains).
 
     Raises FileNotFoundError when `results_dir` holds no finished cell.
     """
     results_dir = Path(results_dir)
-    cells = find_cells(results_dir)
+    cells = find_cells(results_dir, code)
     written, sections = [], []
     for (spec, task), group in cells.groupby(["spec", "task"], sort=True):
         folder = results_dir / spec / task
@@ -53,6 +58,7 @@ def write_report(results_dir: Path) -> list[Path]:
             atomic_write(folder / "curves.png", curves_png(group)),
         ]
         sections.append(markdown_section(group, f"## {spec} / {task}", f"{spec}/{task}/curves.png", results_dir))
-    written.append(atomic_write(results_dir / "README.md", readme(sections).encode()))
+    written.append(atomic_write(results_dir / "README.md", readme(sections, cells).encode()))
+    written.append(atomic_write(results_dir / "summary.md", summary_markdown(cells, results_dir).encode()))
     written.append(atomic_write(results_dir / "index.html", report_html(cells, results_dir).encode()))
     return written

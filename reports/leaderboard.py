@@ -25,8 +25,15 @@ ORDER_NOTE_NO_EVALUATION = ("No held-out evaluation was run (evaluation off): ro
                             "(mean over seeds), highest first.")
 
 
-def find_cells(results_dir: Path) -> pd.DataFrame:
-    """One row per finished cell: its metrics.json fields plus spec, task, method, dir.
+CURRENT = "current"
+NOT_CHECKED = "not checked"
+"""A cell's code state when the caller knew none (`write_report` without `code`)."""
+
+
+def find_cells(results_dir: Path, code: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per finished cell: its metrics.json fields plus spec, task, method, dir
+    and `code_state`, what `code` (by cell folder relative to `results_dir`) says of the
+    code that made it: 'current', 'stale: <version>', or 'not checked'.
 
     Spec, task and method come from the cell's folder, which is where its report
     goes. Raises FileNotFoundError when there is nothing to report.
@@ -37,8 +44,38 @@ def find_cells(results_dir: Path) -> pd.DataFrame:
     rows = []
     for path in paths:
         spec, task, method = path.parts[-5:-2]
-        rows.append({**json.loads(path.read_text()), "spec": spec, "task": task, "method": method, "dir": path.parent})
+        state = (code or {}).get(path.parent.relative_to(results_dir).as_posix(), NOT_CHECKED)
+        rows.append({**json.loads(path.read_text()), "spec": spec, "task": task, "method": method, "dir": path.parent,
+                     "code_state": state})
     return pd.DataFrame(rows)
+
+
+def code_states(cells: pd.DataFrame) -> pd.Series:
+    """The cells' `code_state` (NOT_CHECKED where a table of cells has none)."""
+    states = cells["code_state"] if "code_state" in cells else pd.Series(NOT_CHECKED, index=cells.index)
+    return states.fillna(NOT_CHECKED).astype(str)
+
+
+def code_label(states: pd.Series) -> str:
+    """What a group of cells' code states come to: 'current' when all are, the one
+    label they share, or how many are stale and by which code."""
+    if states.nunique() == 1:
+        return str(states.iloc[0])
+    stale = states[states.str.startswith("stale")]
+    if not len(stale):
+        return f"{(states == CURRENT).sum()} of {len(states)} current, the rest {NOT_CHECKED}"
+    return f"{len(stale)} of {len(states)} stale ({'; '.join(sorted(stale.str.removeprefix('stale: ').unique()))})"
+
+
+def code_summary(cells: pd.DataFrame) -> str:
+    """'12 of 15 cells from the current code', or that nobody checked."""
+    states = code_states(cells)
+    if (states == NOT_CHECKED).all():
+        return "code versions not checked (`seiko-bench report` checks those of the specs it finds)"
+    current = int((states == CURRENT).sum())
+    stale = int(states.str.startswith("stale").sum())
+    return (f"{current} of {len(states)} cells from the current code"
+            + (f"; {stale} stale, marked in the code column (`seiko-bench status` lists them)" if stale else ""))
 
 
 def _numbers(values: pd.Series) -> pd.Series:
@@ -93,8 +130,17 @@ def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
     for method in order.index:
         runs = by_method.get_group(method)
         columns = {title: render(runs[key]) if key in runs else "n/a" for title, key, render in COLUMNS}
-        rows.append({"method": method, "seeds": str(len(runs)), **columns})
+        rows.append({"method": method, "seeds": str(len(runs)), **columns, "code": code_label(code_states(runs))})
     return pd.DataFrame(rows)
+
+
+def _pair_code(cells: pd.DataFrame, a: str, b: str) -> str:
+    """Whether a paired contrast compares cells of today's code only, or mixes code versions."""
+    states = code_states(cells[cells["method"].isin([a, b])])
+    if (states == CURRENT).all():
+        return CURRENT
+    stale = int(states.str.startswith("stale").sum())
+    return f"mixes code versions ({stale} of {len(states)} cells stale)" if stale else NOT_CHECKED
 
 
 def _paired(values: pd.DataFrame, a: str, b: str) -> tuple[str, int, bool]:
@@ -124,7 +170,8 @@ def paired_differences(cells: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     for method in order[1:]:
         shown, seeds, apart = _paired(values, leader, method)
         rows.append({"method": method, f"{leader} minus method ({key.replace('_', ' ')}, 95% CI)": shown,
-                     "seeds paired": str(seeds), "told apart": "yes" if apart else "no"})
+                     "seeds paired": str(seeds), "told apart": "yes" if apart else "no",
+                     "code": _pair_code(cells, leader, method)})
     return pd.DataFrame(rows)
 
 
@@ -143,7 +190,8 @@ def seiko_contrasts(cells: pd.DataFrame) -> pd.DataFrame:
         if a in values and b in values:
             shown, seeds, apart = _paired(values, a, b)
             rows.append({"contrast": f"{a} minus {b}", f"{key.replace('_', ' ')} (95% CI)": shown,
-                         "seeds paired": str(seeds), "told apart": "yes" if apart else "no"})
+                         "seeds paired": str(seeds), "told apart": "yes" if apart else "no",
+                         "code": _pair_code(cells, a, b)})
     return pd.DataFrame(rows)
 
 
@@ -161,6 +209,7 @@ def header_lines(cells: pd.DataFrame) -> list[str]:
         f"Task: {cells['task'].iloc[0]} (spec {cells['spec'].iloc[0]})",
         f"Budget: {budgets} charged oracle queries",
         f"Seeds: {seeds}",
+        f"Code: {code_summary(cells)}",
     ]
     if "oracle_calls" in cells:  # a sum of k oracles calls each one per measurement
         # Per design the oracle was asked about: free queries (an infeasible design where those cost
@@ -266,10 +315,12 @@ def markdown_section(cells: pd.DataFrame, heading: str, image: str, base: Path) 
     return "\n".join(lines)
 
 
-def readme(sections: list[str]) -> str:
-    """The results index: a do-not-edit notice, then each task's Markdown section."""
+def readme(sections: list[str], cells: pd.DataFrame) -> str:
+    """The results index: a do-not-edit notice, how much of each spec the current
+    code made, the summary's link, then each task's Markdown section."""
     notice = (
         "Generated by `seiko-bench report` from the finished cells under this folder;"
-        " do not edit by hand (it is overwritten)."
+        " do not edit by hand (it is overwritten). One line per task: [summary.md](summary.md)."
     )
-    return "\n".join(["# seiko-bench results", "", notice, "", *sections])
+    code = [f"- {spec}: {code_summary(group)}" for spec, group in cells.groupby("spec", sort=True)]
+    return "\n".join(["# seiko-bench results", "", notice, "", "Code versions:", "", *code, "", *sections])

@@ -233,7 +233,7 @@ def test_stale_cell_of_older_code_is_rerun(copy_of_finished):
 
 
 def test_code_version_covers_the_tasks_own_domain_and_not_the_others(tmp_path):
-    from benchmarks.cell import code_version
+    from benchmarks.code_version import code_version
     from domains.tasks import TaskRef
 
     files = TaskRef(TASK).code_files()
@@ -257,7 +257,7 @@ def test_a_tasks_code_covers_the_modules_it_imports_from_other_domains_not_their
 
 
 def test_code_version_covers_the_methods_own_code_and_what_it_runs_not_other_methods():
-    from benchmarks.cell import code_version, method_files
+    from benchmarks.code_version import code_version, method_files
 
     names = {method: {p.name for p in method_files(method)} for method in ("ddpo-is", "large-scale-rl", "greedy")}
     shared = {"loop.py", "budgeted_oracle.py", "method.py", "config.py", "registry.py"}

@@ -88,7 +88,8 @@ def table_rows(markdown: str) -> list[list[str]]:
 def test_report_writes_every_file(report):
     results, written = report
     task_dir = results / SPEC / TASK
-    expected = {task_dir / "leaderboard.md", task_dir / "curves.png", results / "README.md", results / "index.html"}
+    expected = {task_dir / "leaderboard.md", task_dir / "curves.png", results / "README.md", results / "index.html",
+                results / "summary.md"}
     assert set(written) == expected
     assert all(p.stat().st_size > 0 for p in expected)
     assert not list(results.rglob("*.tmp"))  # atomic writes leave no temp files behind
