@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from algorithms.budgeted_oracle import BudgetExhausted, OracleError
 from algorithms.registry import METHODS
 from benchmarks.lock import FolderLocked, results_lock
-from benchmarks.runner import EXECUTORS, run_specs
+from benchmarks.runner import EXECUTORS, Stopped, run_specs
 from benchmarks.spec import DEFAULT_SUITE, SPECS, SUITES, Spec, expand_suites, load_spec
 from benchmarks.tracking import TRACKERS, Tracking
 from domains.base import CapabilityError
@@ -68,12 +70,34 @@ def _run(args: argparse.Namespace) -> None:
         workers = args.workers or max(1, (os.cpu_count() or 1) // args.processes)
         print(f"seiko-bench: {plan(specs, args.out, workers, args.rerun, args.processes)}", flush=True)
         tracking = None if args.log_with is None else Tracking(args.log_with, args.log_dir or args.out / "trackers")
-        finished = run_specs(specs, args.out, workers=workers, rerun=args.rerun, tracking=tracking,
-                             executor=args.executor, address=args.address, processes=args.processes)
+        try:
+            finished = run_specs(specs, args.out, workers=workers, rerun=args.rerun, tracking=tracking,
+                                 executor=args.executor, address=args.address, processes=args.processes)
+        except (KeyboardInterrupt, Stopped):
+            if not args.no_report:
+                _report_what_finished(args.out, specs)
+            raise
         for name, cells in finished.items():
             print(f"{name}: {len(cells)} cells finished under {args.out / name}")
         if not args.no_report:
             _write_report(args.out, specs)
+
+
+def _report_what_finished(out: Path, specs: list[Spec]) -> None:
+    """After a stopped run: the report of the cells that finished, so that nobody
+    has to know to run `seiko-bench report`; a further Ctrl-C here skips it."""
+    try:
+        _write_report(out, specs)
+    except FileNotFoundError:
+        print("seiko-bench: stopped before any cell finished; no report written", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("seiko-bench: report skipped; `seiko-bench report` writes it", file=sys.stderr)
+    else:
+        print("seiko-bench: stopped; the report above covers the cells finished so far", file=sys.stderr)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -215,6 +239,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # SIGTERM stops a run as a second Ctrl-C does, and still leaves the report of what finished.
+    previous = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
     try:
         code = args.func(args)
     except USER_ERRORS as err:
@@ -226,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seiko-bench: interrupted; finished cells are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except Stopped:
+        print("seiko-bench: stopped (SIGTERM); finished cells are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code or 0
 
 

@@ -202,6 +202,12 @@ class _Progress:
         self.bar.close()
 
 
+class Stopped(Exception):
+    """The run was asked to stop now (SIGTERM: a scheduler's or a user's `kill`).
+    Unlike a first Ctrl-C, which lets running cells finish, it stops them too;
+    each resumes from its last finished round at the next run."""
+
+
 def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: int, tracking: Tracking | None,
                executor: str, address: str | None) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
@@ -243,6 +249,9 @@ def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: in
                 engine.close()
             except KeyboardInterrupt:
                 engine.close(abort=True)
+            raise
+        except Stopped:
+            engine.close(abort=True)  # SIGTERM: stop now; the running cells resume from their checkpoints
             raise
         except BaseException:
             engine.close()  # cells already running finish and are kept

@@ -8,6 +8,7 @@ value is YAML (`--set seeds=[0]`, `--set config.seiko-ucb.kl_weight=0.1`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,8 @@ class Spec:
             try:
                 resolved[label] = ResolvedMethod(label, variant["method"], resolve_config(variant["method"], settings))
             except (TypeError, ValueError) as err:
-                raise SpecError(f"{where}: {err}") from None
+                named = "" if label == variant["method"] else f"variant {label} of {variant['method']}: "
+                raise SpecError(f"{where}: {named}{err}") from None
         return resolved
 
     def task(self, label: str) -> TaskRef:
@@ -233,6 +235,31 @@ def _set(tree: dict[str, Any], assignment: str) -> None:
     node[_index(node, leaf, assignment) if isinstance(node, list) else leaf] = value
 
 
+def unshared(node: Any) -> Any:
+    """A YAML tree in which every mapping and list is an object of its own. YAML
+    anchors (`seiko-ucb: &protein {...}`, `greedy: *protein`) load as one shared
+    object, so `--set config.greedy.kl_weight=0.1` would change every method that
+    names the anchor; `copy.deepcopy` keeps such sharing, so the tree is rebuilt."""
+    if isinstance(node, dict):
+        return {key: unshared(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [unshared(value) for value in node]
+    return node
+
+
+def _check_method_named(tree: dict[str, Any], assignment: str) -> None:
+    """`--set config.M.key=v` must name a method (or variant) that the spec runs:
+    a setting for another one would change nothing, without a word."""
+    parts = assignment.partition("=")[0].split(".")
+    if parts[0] != "config" or len(parts) < 2:
+        return
+    runs = [m for m in tree.get("methods") or [] if isinstance(m, str)]
+    if parts[1] not in runs:
+        close = difflib.get_close_matches(parts[1], runs, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; it runs {', '.join(runs)}"
+        raise SpecError(f"--set {assignment!r}: spec {tree.get('name', '?')!r} does not run method {parts[1]!r}{hint}")
+
+
 def _index(node: list, part: str, assignment: str) -> int:
     """`tasks.0.params.reward=...` sets a field of a list's entry, named by its index."""
     if not part.isdigit() or int(part) >= len(node):
@@ -267,9 +294,11 @@ def load_spec(source: str | Path, overrides: list[str] = ()) -> Spec:
         raise SpecError(f"malformed YAML in {path}{where}: {getattr(err, 'problem', err)}") from None
     if not isinstance(tree, dict):
         raise SpecError(f"spec {path} must be a YAML mapping of fields, got {type(tree).__name__}")
+    tree = unshared(tree)
     tree.setdefault("name", path.stem)
     tree["root"] = str(path.resolve().parent)
     for assignment in overrides:
+        _check_method_named(tree, assignment)
         _set(tree, assignment)
     known = {f.name for f in dataclasses.fields(Spec)}
     for key in tree:

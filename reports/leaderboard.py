@@ -121,17 +121,43 @@ def ranking_key(cells: pd.DataFrame) -> str:
     return "final_value" if len(_numbers(cells["final_value"])) else "auc_top10"
 
 
+def seed_groups(cells: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(methods that ran the most seeds, methods that ran fewer): a mean over one
+    seed is not ranked beside a mean over five, so the second group is ranked apart,
+    below the first (a partial run, or a method added to a spec later)."""
+    counts = cells.groupby("method")["seed"].nunique()
+    full = counts == counts.max()
+    return sorted(counts.index[full]), sorted(counts.index[~full])
+
+
 def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard of one task's cells, as display strings, best method first."""
+    """The leaderboard of one task's cells, as display strings, best method first;
+    the methods with fewer seeds than the most follow, ranked among themselves."""
     by_method = cells.groupby("method", sort=True)
     final_means = by_method[ranking_key(cells)].apply(lambda v: _numbers(v).mean())
-    order = final_means.sort_values(ascending=False, kind="stable", na_position="last")
+    most = cells.groupby("method")["seed"].nunique().max()
     rows = []
-    for method in order.index:
-        runs = by_method.get_group(method)
-        columns = {title: render(runs[key]) if key in runs else "n/a" for title, key, render in COLUMNS}
-        rows.append({"method": method, "seeds": str(len(runs)), **columns, "code": code_label(code_states(runs))})
+    for group in seed_groups(cells):
+        for method in final_means[group].sort_values(ascending=False, kind="stable", na_position="last").index:
+            runs = by_method.get_group(method)
+            n = runs["seed"].nunique()
+            seeds = str(n) if n == most else f"{n} of {most}, ranked apart"
+            columns = {title: render(runs[key]) if key in runs else "n/a" for title, key, render in COLUMNS}
+            rows.append({"method": method, "seeds": seeds, **columns, "code": code_label(code_states(runs))})
     return pd.DataFrame(rows)
+
+
+def seeds_line(cells: pd.DataFrame) -> str:
+    """The seeds actually present: all methods', or the full group's and each partial method's."""
+    def listed(frame: pd.DataFrame) -> str:
+        return ", ".join(str(int(s)) for s in sorted(frame["seed"].unique()))
+
+    full, partial = seed_groups(cells)
+    if not partial:
+        return f"Seeds: {listed(cells)}"
+    fewer = "; ".join(f"{m} {listed(cells[cells['method'] == m])}" for m in partial)
+    return (f"Seeds: {listed(cells[cells['method'].isin(full)])} for {len(full)} method{'s' * (len(full) > 1)}; "
+            f"fewer for {len(partial)}, ranked apart below them: {fewer}")
 
 
 def _pair_code(cells: pd.DataFrame, a: str, b: str) -> str:
@@ -204,11 +230,10 @@ def task_optimum(cells: pd.DataFrame) -> float | None:
 def header_lines(cells: pd.DataFrame) -> list[str]:
     """What a reader needs above the table: task, budget, seeds, optimum, ordering."""
     budgets = ", ".join(str(int(b)) for b in sorted(_numbers(cells["budget"]).unique()))
-    seeds = ", ".join(str(int(s)) for s in sorted(cells["seed"].unique()))
     lines = [
         f"Task: {cells['task'].iloc[0]} (spec {cells['spec'].iloc[0]})",
         f"Budget: {budgets} charged oracle queries",
-        f"Seeds: {seeds}",
+        seeds_line(cells),
         f"Code: {code_summary(cells)}",
     ]
     if "oracle_calls" in cells:  # a sum of k oracles calls each one per measurement

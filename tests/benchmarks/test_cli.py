@@ -155,3 +155,16 @@ def test_console_script_prints_one_line_and_exits_non_zero(finished):
     assert result.stderr.splitlines() == [f"{ERROR}unknown method 'seiko-tss'; did you mean 'seiko-ts'?"]
     assert result.stdout == ""
     assert snapshot(finished) == before
+
+
+def test_a_bad_command_prints_one_line_and_no_dependency_warning():
+    """Loading the DNA spec imports torch_geometric, which scripts functions with the deprecated
+    torch.jit.script; with every warning shown (PYTHONWARNINGS=default), stderr is still one line."""
+    import os
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "dna", "--set", "methods=[nosuch]"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"},
+                          cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert done.returncode == 2
+    assert "unknown method 'nosuch'" in error_line(done.stderr)
+    assert done.stderr.count("\n") == 1, done.stderr

@@ -1,7 +1,8 @@
 """Killing a run is safe, tested by killing real processes: a parent killed by
 SIGKILL takes its pool workers, or the processes of its data-parallel cell,
-with it (none goes on writing into the results folder), and one Ctrl-C lets
-the running cells finish and starts no queued one."""
+with it (none goes on writing into the results folder), one Ctrl-C lets
+the running cells finish and starts no queued one, and SIGTERM stops the run
+at once and still writes the report of the cells that finished."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ CELL_FOLDERS = "protein/ehrlich-l32-c2-k4/greedy/seed*"
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads process parents from /proc")
 
 
-def start(out: Path, *extra: str) -> subprocess.Popen:
+def start(out: Path, *extra: str, report: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "protein", "--out", str(out), *CELLS, *extra],
+    cells = CELLS if not report else [a for a in CELLS if a != "--no-report"]
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "run", "protein", "--out", str(out), *cells, *extra],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -108,3 +110,19 @@ def test_one_ctrl_c_finishes_the_running_cells_and_starts_no_queued_one(tmp_path
     assert "finishing 2 running cells; Ctrl-C again to abort" in err and "Traceback" not in err
     folders = sorted(tmp_path.glob(CELL_FOLDERS))
     assert len(folders) == 2 and all((f / "metrics.json").exists() for f in folders)  # finished, and no third began
+
+
+def test_sigterm_stops_the_run_and_still_writes_the_report_of_what_finished(tmp_path):
+    run = start(tmp_path, report=True)
+    try:
+        wait_until(lambda: any(tmp_path.glob(f"{CELL_FOLDERS}/metrics.json")), 180, "a cell to finish")
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        kill_group(run)
+    assert run.returncode == 143, err
+    assert "Traceback" not in err and "stopped; the report above covers the cells finished so far" in err
+    finished = len(list(tmp_path.glob(f"{CELL_FOLDERS}/metrics.json")))
+    assert 1 <= finished < 4
+    board = (tmp_path / "protein" / "ehrlich-l32-c2-k4" / "leaderboard.md").read_text()
+    assert f"| greedy | {finished} |" in board and (tmp_path / "index.html").exists()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from algorithms.registry import resolve_config
-from benchmarks.spec import SUITES, SpecError, expand_suites, load_spec
+from benchmarks.spec import SPECS, SUITES, SpecError, expand_suites, load_spec
 from domains.base import UnknownName
 
 TASK = "ehrlich-l32-c2-k4"
@@ -169,8 +169,10 @@ def test_unknown_setting_in_a_method_config_is_named(tmp_path, setting, named):
 
 
 def test_config_of_an_unknown_method_suggests_the_closest(tmp_path):
-    with pytest.raises(UnknownName, match="unknown method 'greddy'; did you mean 'greedy'"):
+    with pytest.raises(SpecError, match="spec 'mini' does not run method 'greddy'; did you mean 'greedy'"):
         load_spec(write(tmp_path, MINIMAL), ["config.greddy.kl_weight=0.1"])
+    with pytest.raises(UnknownName, match="unknown method 'greddy'; did you mean 'greedy'"):
+        load_spec(write(tmp_path, MINIMAL + "config: {greddy: {kl_weight: 0.1}}\n"))
 
 
 def test_unknown_task_suggests_the_closest(tmp_path):
@@ -237,3 +239,28 @@ def test_variant_of_an_unknown_method_suggests_the_closest(tmp_path):
 
 def test_shipped_tuning_spec_uses_seeds_apart_from_the_reported_ones():
     assert not set(load_spec("protein-tuning").seeds) & set(load_spec("protein").seeds)
+
+
+@pytest.mark.parametrize("name", ["protein", "protein-quick", "protein-hard", "dna", "images"])
+def test_set_changes_exactly_the_method_it_names_though_the_spec_shares_a_block_by_anchor(name):
+    spec = load_spec(name)
+    assert "greedy" in spec.methods and "*" in (SPECS / f"{name}.yaml").read_text()  # an alias shares a block
+    changed = load_spec(name, ["config.greedy.kl_weight=0.123"])
+    assert changed.method("greedy").config.kl_weight == 0.123
+    for method in spec.methods:
+        if method != "greedy":
+            assert changed.method(method).config == spec.method(method).config, method
+
+
+def test_a_bad_setting_names_the_method_the_user_named():
+    with pytest.raises(SpecError, match=r"greedy\.kl_weight must be a number"):
+        load_spec("protein", ["config.greedy.kl_weight=lots"])
+    with pytest.raises(SpecError, match=r"greedy: unknown setting 'kl_wieght'; did you mean 'kl_weight'"):
+        load_spec("protein", ["config.greedy.kl_wieght=0.1"])
+
+
+def test_set_for_a_method_the_spec_does_not_run_names_both_and_the_closest():
+    with pytest.raises(SpecError, match=r"spec 'protein-quick' does not run method 'greedyy'; did you mean 'greedy'"):
+        load_spec("protein-quick", ["config.greedyy.kl_weight=0.1"])
+    with pytest.raises(SpecError, match=r"does not run method 'rwr'; it runs seiko-ucb, greedy, ddpo-is, best-of-n"):
+        load_spec("protein-quick", ["config.rwr.beta=2"])

@@ -1,0 +1,30 @@
+"""A leaderboard never ranks a one-seed mean beside a three-seed one: methods with
+fewer seeds than the most are ranked apart, below, and the header lists the seeds present."""
+
+from __future__ import annotations
+
+from test_leaderboard import write_cell
+
+from reports.leaderboard import find_cells, header_lines, leaderboard_table
+
+
+def test_a_method_with_fewer_seeds_is_ranked_apart_below_the_full_ones(tmp_path):
+    values = {"greedy": {0: 0.30, 1: 0.50, 2: 0.40}, "ucb": {0: 0.60, 1: 0.62, 2: 0.58}, "rwr": {0: 0.95}}
+    for method, seeds in values.items():
+        for seed, value in seeds.items():
+            write_cell(tmp_path, method, seed, value)
+    cells = find_cells(tmp_path)
+    table = leaderboard_table(cells)
+    assert table["method"].tolist() == ["ucb", "greedy", "rwr"]  # rwr's 0.95 is one seed: not the leader
+    assert table["seeds"].tolist() == ["3", "3", "1 of 3, ranked apart"]
+    seeds = next(line for line in header_lines(cells) if line.startswith("Seeds"))
+    assert seeds == "Seeds: 0, 1, 2 for 2 methods; fewer for 1, ranked apart below them: rwr 0"
+
+
+def test_the_header_lists_the_seeds_present_when_every_method_ran_them(tmp_path):
+    for method in ("greedy", "ucb"):
+        for seed in (0, 2):
+            write_cell(tmp_path, method, seed, 0.5)
+    cells = find_cells(tmp_path)
+    assert "Seeds: 0, 2" in header_lines(cells)
+    assert leaderboard_table(cells)["seeds"].tolist() == ["2", "2"]
