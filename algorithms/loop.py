@@ -1,6 +1,7 @@
-"""The one online loop every method runs in (DESIGN.md, 'The online loop').
+"""The one online loop every method runs in.
 
     for round r in 1..R:
+        method.begin_round(model, r)             # e.g. SEIKO's KL anchor: the model before this round
         x      = method.propose(model, n_r)      # designs to measure this round
         y, ok  = budgeted_oracle(x)              # the only place feedback is spent
         data  += (x, y, ok)
@@ -29,7 +30,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,35 +75,40 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 class Evaluation:
     """The scores of one round's held-out samples, and the samples with their oracle answers."""
 
-    scores: tuple[float, float, float, float, float]
-    samples: list[Any]
-    rewards: np.ndarray
-    feasible: np.ndarray
+    value: float
+    feasible_fraction: float
+    learned_reward: float = float("nan")
+    learned_corr: float = float("nan")
+    value_spearman: float = float("nan")
+    samples: list[Any] = field(default_factory=list)
+    rewards: np.ndarray | None = None
+    feasible: np.ndarray | None = None
+
+
+NO_EVALUATION = Evaluation(float("nan"), float("nan"))
+"""The record of a round when held-out evaluation is off."""
 
 
 def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float, n: int, seed: int,
              ranks: Ranks = ONE_PROCESS) -> Evaluation:
-    """(value, feasible fraction, mean learned reward, learned-vs-oracle correlation,
-    learned value's rank correlation with the oracle on the feasible samples) of n
-    held-out samples, and the samples with their answers: the gap between the two rewards is
+    """Value, feasible fraction, mean learned reward, learned-vs-oracle correlation and
+    the learned value's rank correlation with the oracle on the feasible samples, of n
+    held-out samples, with the samples and their answers: the gap between the two rewards is
     over-optimisation, the rank correlation says whether the reward model orders
     feasible designs as the oracle does (SEIKO's premise)."""
     designs = method.draw(model, n, torch.Generator().manual_seed(seed)).designs
     reward, feasible, _ = ranks.broadcast(lambda: ask_oracle(oracle, designs))
     score = np.where(feasible, reward, floor)
+    answers = {"samples": designs, "rewards": reward, "feasible": feasible}
     learned = method.predict(designs)
     if learned is None:
-        nan = float("nan")
-        return Evaluation((float(score.mean()), float(feasible.mean()), nan, nan, nan), designs, reward, feasible)
+        return Evaluation(float(score.mean()), float(feasible.mean()), **answers)
     spread = score.std() > 0 and np.std(learned) > 0
     corr = float(np.corrcoef(learned, score)[0, 1]) if spread else float("nan")
-    predict_value = getattr(method, "predict_value", None)
-    rank_corr = float("nan")
-    if predict_value is not None and feasible.sum() > 1:
-        kept = [d for d, ok in zip(designs, feasible) if ok]
-        rank_corr = spearman(predict_value(kept), reward[feasible])
-    scores = (float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr, rank_corr)
-    return Evaluation(scores, designs, reward, feasible)
+    value = method.predict_value([d for d, ok in zip(designs, feasible) if ok]) if feasible.sum() > 1 else None
+    rank_corr = float("nan") if value is None else spearman(value, reward[feasible])
+    return Evaluation(float(score.mean()), float(feasible.mean()), float(np.mean(learned)), corr, rank_corr,
+                      **answers)
 
 
 TOP_UPS = 4
@@ -126,6 +132,7 @@ def measure_round(method: Method, model: DiffusionModel, oracle: BudgetedOracle,
     or `top_ups` proposals of the remainder followed the first. Rank 0 asks the
     oracle; every rank gets its answer."""
     charged = 0
+    method.begin_round(model, round)
     for _ in range(1 + top_ups):
         proposal = method.propose(model, n - charged, round)
         answer = ranks.broadcast(lambda designs=proposal.designs: oracle(designs, round=round))
@@ -144,7 +151,7 @@ def run(
     floor: float,
     eval_samples: int = 0,
     eval_seed: int = 0,
-    eval_oracle: Oracle | Literal["oracle"] | None = "oracle",
+    eval_oracle: Oracle | None = None,
     on_round: Callable[[RoundRecord], None] = lambda record: None,
     top_ups: int = TOP_UPS,
     resume: Progress | None = None,
@@ -154,8 +161,8 @@ def run(
     """Run `method` for its schedule of `rounds`; returns one record per round (and round 0).
 
     After every round, `eval_samples` held-out designs are scored by `eval_oracle`
-    ("oracle": the budgeted oracle's own, uncharged; None or 0 samples: no evaluation,
-    and the record's value is NaN). A round whose proposals charged fewer than its
+    (None: the budgeted oracle's own, uncharged); `eval_samples=0` is the one switch
+    that turns evaluation off, and the record's value is then NaN. A round whose proposals charged fewer than its
     queries (repeats are free) is topped up by at most `top_ups` more proposals.
 
     `on_progress` gets the loop's state after every round (a checkpoint's part);
@@ -166,24 +173,23 @@ def run(
     alike; only rank 0's oracle is asked, and only its records count its queries."""
     check_capabilities(method, model)
     schedule = method.schedule(rounds)
-    check = getattr(method, "check", None)  # settings the model or schedule cannot meet, before any query
-    if check is not None:
-        check(model, schedule)
-    evaluator = oracle.oracle if eval_oracle == "oracle" else eval_oracle
-    if eval_samples == 0:
-        evaluator = None
+    method.check(model, schedule)  # settings the model or schedule cannot meet, before any query
+    evaluator = None if eval_samples == 0 else oracle.oracle if eval_oracle is None else eval_oracle
     calls_per_design = int(getattr(evaluator, "calls_per_design", 1))
     data, records = (Feedback(), []) if resume is None else (resume.data, resume.records)
 
     def record(r: int, start: float, diagnostics: dict[str, float]) -> None:
         if evaluator is None:
-            answers, calls = Evaluation((float("nan"),) * 5, [], None, None), 0
+            answers, calls = NO_EVALUATION, 0
         else:
             answers = evaluate(model, method, evaluator, floor, eval_samples, eval_seed, ranks)
             calls = eval_samples * calls_per_design
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        records.append(RoundRecord(r, oracle.used, *answers.scores, calls, time.perf_counter() - start, peak,
-                                   diagnostics, answers.samples, answers.rewards, answers.feasible))
+        records.append(RoundRecord(
+            round=r, queries_used=oracle.used, value=answers.value, feasible_fraction=answers.feasible_fraction,
+            learned_reward=answers.learned_reward, learned_corr=answers.learned_corr,
+            value_spearman=answers.value_spearman, eval_oracle_calls=calls, wall_s=time.perf_counter() - start,
+            peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, diagnostics=diagnostics,
+            samples=answers.samples, sample_rewards=answers.rewards, sample_feasible=answers.feasible))
         on_round(records[-1])
 
     if resume is None:

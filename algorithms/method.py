@@ -106,7 +106,18 @@ class Method(Protocol):
         """Queries per round for this method, given the benchmark's schedule."""
         ...
 
-    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal: ...
+    def check(self, model: DiffusionModel, schedule: list[int]) -> None:
+        """Refuse, before any query, settings that `model` or the schedule cannot meet."""
+        ...
+
+    def begin_round(self, model: DiffusionModel, round: int) -> None:
+        """Called once at the start of each round, before its first proposal (the
+        loop may ask for more proposals in a round whose repeats were free)."""
+        ...
+
+    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
+        """The designs to measure next: n of them, or the rest of the round's queries."""
+        ...
 
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
         """How this method generates designs from its model: what held-out evaluation scores."""
@@ -118,6 +129,10 @@ class Method(Protocol):
 
     def predict(self, designs: list[Any]) -> np.ndarray | None:
         """The method's learned reward of designs (None if it has none)."""
+        ...
+
+    def predict_value(self, designs: list[Any]) -> np.ndarray | None:
+        """The learned value of designs taken as feasible (None without a reward model)."""
         ...
 
 
@@ -166,6 +181,9 @@ class SamplingMethod:
 
     def draw(self, model: DiffusionModel, n: int, generator: torch.Generator) -> SampleOutput:
         return sample_in_chunks(lambda k, g: model.sample(k, generator=g), n, generator, self.ctx.ranks)
+
+    def begin_round(self, model: DiffusionModel, round: int) -> None:
+        """Nothing to set up: most methods propose from the model as it stands."""
 
     def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
         return Proposal(self.draw(model, n, self.generator).designs)

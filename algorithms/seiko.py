@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from algorithms.finetune import finetune_direct
-from algorithms.method import Context, Feedback, Proposal, SamplingMethod, Variant
+from algorithms.method import Context, Feedback, SamplingMethod, Variant
 from algorithms.reward_models import LearnedRewardConfig, Optimism, RewardEnsemble, objective
 from domains.base import DiffusionModel
 
@@ -82,10 +82,9 @@ class Seiko(SamplingMethod):
         """Reverse steps that carry the reward gradient on `model`."""
         return self.cfg.last_k or model.num_steps
 
-    def propose(self, model: DiffusionModel, n: int, round: int) -> Proposal:
-        # p^{r-1}, the model the new designs come from, is this round's KL anchor.
+    def begin_round(self, model: DiffusionModel, round: int) -> None:
+        """p^{r-1}, the model this round's designs come from, is its KL anchor."""
         self.anchor = model.frozen_copy()
-        return super().propose(model, n, round)
 
     def update(self, model: DiffusionModel, data: Feedback, round: int) -> dict[str, float]:
         x = self.ctx.featuriser(data.designs)

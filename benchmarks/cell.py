@@ -47,8 +47,9 @@ from benchmarks import checkpoint
 from benchmarks.code_version import cell_code
 from benchmarks.spec import Spec, SpecError
 from benchmarks.tracking import Tracking, round_values
+from domains.base import Oracle
 from domains.tasks import TaskRef, load_factory
-from reports import atomic_write
+from reports.files import atomic_write
 from reports.metrics import summarise, top_queries
 
 SAMPLE_PICTURES = ("samples_first.png", "samples_last.png")
@@ -198,8 +199,9 @@ def run_rank(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
                 "wall_s": spent_s + time.perf_counter() - start})
 
     try:
-        loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor, eval_samples=spec.eval_samples,
-                 eval_seed=10_000 + seed, eval_oracle=evaluation, on_round=save, resume=resume, on_progress=keep,
+        loop.run(method, model, oracle, spec.rounds, floor=task.oracle.floor,
+                 eval_samples=0 if evaluation is None else spec.eval_samples, eval_seed=10_000 + seed,
+                 eval_oracle=evaluation, on_round=save, resume=resume, on_progress=keep,
                  ranks=ranks)
     finally:
         bar.close()  # also on error, so the error line is not glued to an open bar
@@ -235,12 +237,13 @@ def run_rank(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     return metrics
 
 
-def evaluation_oracle(spec: Spec, task, ref: TaskRef):
-    """What scores a cell's held-out samples: the spec's `evaluation` setting."""
-    if spec.evaluation == "off":
+def evaluation_oracle(spec: Spec, task, ref: TaskRef) -> Oracle | None:
+    """What scores a cell's held-out samples, from the spec's `evaluation` and the
+    task's own choice; None when there is no held-out evaluation."""
+    if spec.evaluation == "off" or spec.eval_samples == 0:
         return None
-    if spec.evaluation == "oracle":
-        return "oracle"
+    if spec.evaluation == "oracle" or (spec.evaluation == "task" and task.evaluation == "oracle"):
+        return task.oracle
     if spec.evaluation == "task":
         return task.evaluation
     oracle = load_factory(spec.evaluation, spec.root)()

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from domains.base import Task
-from reports import atomic_write
+from reports.files import atomic_write
 
 NAME = "checkpoint.pkl"
 JOURNAL = "answers.jsonl"

@@ -24,7 +24,7 @@ from benchmarks.estimate import Cell, expected_seconds, split_cells
 from benchmarks.launch import stop_with_parent
 from benchmarks.spec import Spec
 from benchmarks.tracking import Tracking
-from reports import atomic_write
+from reports.files import atomic_write
 
 EXECUTORS = ("pool", "ray")
 

@@ -68,7 +68,8 @@ class Spec:
     budget: int | None = None
     """Total queries per cell; defaults to, and must equal, sum(rounds)."""
     eval_samples: int = 256
-    """Held-out samples scored (uncharged, counted) after every round: SEIKO's 'Value'. 0: none."""
+    """Held-out samples scored (uncharged, counted) after every round: SEIKO's 'Value'.
+    0 is the same as `evaluation: off` (either sets both)."""
     evaluation: str = "task"
     """What scores them: "task" (the task's choice: its own oracle on the shipped,
     synthetic tasks), "oracle" (the task's oracle), "off" (no held-out evaluation),
@@ -124,6 +125,8 @@ class Spec:
                             f"{self.budget}; set both so they agree")
         if self.evaluation is False:  # YAML 1.1 reads a bare `off` as false
             self.evaluation = "off"
+        if self.evaluation == "off" or self.eval_samples == 0:  # two ways to say it, one state for the cells
+            self.evaluation, self.eval_samples = "off", 0
         if not isinstance(self.evaluation, str) or (self.evaluation not in EVALUATIONS and ":" not in self.evaluation):
             raise SpecError(f"{where}: evaluation must be one of {', '.join(EVALUATIONS)} or module:function "
                             f"returning an Oracle, got {self.evaluation!r}")

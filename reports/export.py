@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import atomic_write
+from reports.files import atomic_write
 from reports.leaderboard import find_cells
 from reports.metrics import load_log
 

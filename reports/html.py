@@ -1,17 +1,24 @@
-"""One self-contained HTML report of a results folder: `index.html`.
+"""One HTML report of a results folder: `index.html`, at the folder's top.
 
-An index of specs and tasks, then per task its header, a leaderboard whose
-columns sort on a click (by the numbers, not the text), the column
-definitions, the curves and the sample grids. Pictures are embedded as data
-URIs and the sorting is a few lines of inline script, so the page opens from
-disk, mailed or copied, with no network and no files beside it.
+An index of specs and their tasks (the specs a run just made first, marked),
+then per task its header, a leaderboard whose columns sort on a click (by the
+numbers, not the text), the curves and the sample grids, and last the column
+definitions. Pictures are referenced by their path relative to the results
+folder, not embedded: the page stays small (embedding made it megabytes for
+the default suites) and still opens from disk, with no network, wherever the
+folder is copied. The sorting is a few lines of inline script.
+
+Nothing scrolls the page sideways at a 1,400 px wide window: every picture is
+at most as wide as its container, and a table too wide for the page scrolls
+inside a box of its own.
 """
 
 from __future__ import annotations
 
-import base64
 import html
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -89,14 +96,39 @@ table.leaderboard th { cursor: pointer; background: #f4f4f4; }
 table.leaderboard th[data-order="desc"]::after { content: " \\25BC"; }
 table.leaderboard th[data-order="asc"]::after { content: " \\25B2"; }
 tr.stale td { background: #fff3cd; }
-img.curves { max-width: 100%; }
-img.grid { max-width: 640px; }
+div.wide { overflow-x: auto; max-width: 100%; }
+img { max-width: 100%; height: auto; }
+div.pictures { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(600px, 100%), 1fr)); gap: 0.5em 1em; }
+div.pictures h4 { grid-column: 1 / -1; margin: 1em 0 0; }
+figure { margin: 0; } figcaption { font-size: 0.9em; color: #555; }
+td code { word-break: break-all; }
+#index .just-run { font-weight: bold; }
+#index .just-run ul { font-weight: normal; }
 dl { font-size: 0.9em; } dt { font-weight: bold; } dd { margin: 0 0 0.4em 1.5em; }
 """
 
+JUST_RUN = "just run"
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+def spec_order(specs: Iterable[str], first: Sequence[str] = ()) -> list[str]:
+    """`specs` with those named in `first` (the ones a run just made) leading, in
+    that order, and the rest alphabetically: the report opens on what was run.
+    Names in `first` that have no finished cell are left out."""
+    present = set(specs)
+    lead = [spec for spec in dict.fromkeys(first) if spec in present]
+    return lead + sorted(present - set(lead))
+
+
+def _src(path: str) -> str:
+    """A picture's path relative to the results folder as an escaped `src`: a file
+    beside the page, not a data URI, so the page stays small."""
+    return html.escape(quote(Path(path).as_posix()))
+
+
+def _wide(table: str) -> str:
+    """`table` in a box that scrolls sideways when the table is wider than the page,
+    so that the page itself never does."""
+    return f'<div class="wide">{table}</div>'
 
 
 def _sort_values(cells: pd.DataFrame, methods: list[str]) -> dict[str, list[float]]:
@@ -127,15 +159,15 @@ def _table(cells: pd.DataFrame, table: pd.DataFrame) -> str:
                            f"{html.escape(str(text))}</td>")
         stale = "stale" in str(row[keys.index("code")])
         rows.append(('<tr class="stale">' if stale else "<tr>") + "".join(tds) + "</tr>")
-    return (f'<table class="leaderboard"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
-            + "\n</tbody></table>")
+    return _wide(f'<table class="leaderboard"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows)
+                 + "\n</tbody></table>")
 
 
 def _small_table(frame: pd.DataFrame, css: str) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
                    for row in frame.itertuples(index=False))
-    return f"<table class=\"{css}\"><tr>{head}</tr>\n{rows}</table>"
+    return _wide(f"<table class=\"{css}\"><tr>{head}</tr>\n{rows}</table>")
 
 
 def _paired(cells: pd.DataFrame, table: pd.DataFrame) -> str:
@@ -152,8 +184,20 @@ def _paired(cells: pd.DataFrame, table: pd.DataFrame) -> str:
     return out
 
 
+def _figure(method: str, column: str, path: str | None) -> str:
+    """One picture of a method, captioned by its column and linking to the file at
+    full size; an empty figure keeps the columns aligned where a method drew none."""
+    if path is None:
+        return f"<figure><figcaption>{html.escape(column)}: not drawn</figcaption></figure>"
+    return (f'<figure><figcaption>{html.escape(column)}</figcaption><a href="{_src(path)}">'
+            f'<img class="grid" alt="{html.escape(method)} {html.escape(column)}" src="{_src(path)}"></a></figure>')
+
+
 def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:
-    """Sample grids where the task draws them, else the top designs of each method."""
+    """Sample grids where the task draws them, else the top designs of each method.
+    The grids are laid out in columns at least 600 px wide, as many as fit (two at
+    1,400 px), rather than a table row per method: three DNA logos side by side
+    would be shrunk to a third of the page and could not be read."""
     found = sample_pictures(cells, results_dir)
     if not found:
         rows = "".join(f"<tr><td>{html.escape(method)}</td>"
@@ -161,39 +205,47 @@ def _pictures(cells: pd.DataFrame, results_dir: Path) -> str:
                        + "</tr>\n" for method, best in top_designs(cells))
         head = "".join(f"<th>#{i + 1}</th>" for i in range(TOP_DESIGNS))
         return (f"<h3>Top designs</h3>\n<p>The {TOP_DESIGNS} best distinct feasible designs each method measured "
-                f"(all seeds), with their oracle reward.</p>\n<table><tr><th>method</th>{head}</tr>\n{rows}</table>")
+                f"(all seeds), with their oracle reward.</p>\n"
+                + _wide(f"<table><tr><th>method</th>{head}</tr>\n{rows}</table>"))
     columns = [c for c in SAMPLE_PICTURES if any(c in pictures for _, pictures in found)]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    rows = "".join(
-        f"<tr><td>{html.escape(method)}</td>"
-        + "".join(f'<td><img class="grid" alt="{html.escape(method)} {c}" '
-                  f'src="{_data_uri((results_dir / pictures[c]).read_bytes())}"></td>' if c in pictures else "<td></td>"
-                  for c in columns) + "</tr>\n"
-        for method, pictures in found)
-    return (f"<h3>Held-out samples</h3>\n<p>The same seeds and conditions at round 0 and at the end.</p>\n"
-            f"<table><tr><th>method</th>{head}</tr>\n{rows}</table>")
+    methods = "\n".join(f"<h4>{html.escape(method)}</h4>" + "".join(_figure(method, c, pictures.get(c)) for c in columns)
+                        for method, pictures in found)
+    return (f"<h3>Held-out samples</h3>\n<p>The same seeds and conditions at round 0 and at the end; click a "
+            f'picture for its full size.</p>\n<div class="pictures">\n{methods}\n</div>')
 
 
-def report_html(cells: pd.DataFrame, results_dir: Path) -> str:
-    """The whole report of a results folder's finished cells (rows of `find_cells`),
-    embedding each task's `curves.png` (written first by `write_report`)."""
-    groups = list(cells.groupby(["spec", "task"], sort=True))
-    index = "\n".join(f'<li><a href="#{html.escape(spec)}--{html.escape(task)}">{html.escape(spec)} / '
-                      f"{html.escape(task)}</a> ({group['method'].nunique()} methods, {len(group)} cells; "
-                      f"{html.escape(code_summary(group))})</li>"
-                      for (spec, task), group in groups)
-    code = "\n".join(f"<li>{html.escape(spec)}: {html.escape(code_summary(group))}</li>"
-                     for spec, group in cells.groupby("spec", sort=True))
-    sections = []
-    for (spec, task), group in groups:
-        bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(group))
-        table = leaderboard_table(group)
-        sections.append(
-            f'<section id="{html.escape(spec)}--{html.escape(task)}">\n<h2>{html.escape(spec)} / {html.escape(task)}'
+def _index(groups: dict[str, list[tuple[str, pd.DataFrame]]], first: Sequence[str]) -> str:
+    """The specs in report order, each with its tasks linked; the ones just run say so."""
+    items = []
+    for spec, tasks in groups.items():
+        links = "\n".join(f'<li><a href="#{html.escape(spec)}--{html.escape(task)}">{html.escape(task)}</a> '
+                          f"({group['method'].nunique()} methods, {len(group)} cells; "
+                          f"{html.escape(code_summary(group))})</li>" for task, group in tasks)
+        head = f'<li class="just-run">{html.escape(spec)} ({JUST_RUN})' if spec in first else f"<li>{html.escape(spec)}"
+        items.append(f"{head}\n<ul>\n{links}\n</ul></li>")
+    return '<ul id="index">\n' + "\n".join(items) + "\n</ul>"
+
+
+def _section(spec: str, task: str, group: pd.DataFrame, results_dir: Path) -> str:
+    """One task: header bullets, leaderboard, paired differences, curves and pictures."""
+    bullets = "\n".join(f"<li>{html.escape(line)}</li>" for line in header_lines(group))
+    table = leaderboard_table(group)
+    return (f'<section id="{html.escape(spec)}--{html.escape(task)}">\n<h2>{html.escape(spec)} / {html.escape(task)}'
             f"</h2>\n<ul>\n{bullets}\n</ul>\n{_table(group, table)}\n{_paired(group, table)}\n"
             f'<img class="curves" alt="learning curves of {html.escape(task)}" '
-            f'src="{_data_uri((results_dir / spec / task / "curves.png").read_bytes())}">\n'
+            f'src="{_src(f"{spec}/{task}/curves.png")}">\n'
             f"{_pictures(group, results_dir)}\n</section>")
+
+
+def report_html(cells: pd.DataFrame, results_dir: Path, first: Sequence[str] = ()) -> str:
+    """The whole report of a results folder's finished cells (rows of `find_cells`),
+    referencing each task's `curves.png` (written first by `write_report`) and the
+    cells' pictures by path. The specs named in `first` (those a run just made)
+    come first, in that order, and are marked; the rest follow alphabetically."""
+    by_spec = dict(tuple(cells.groupby("spec", sort=False)))
+    groups = {spec: list(by_spec[spec].groupby("task", sort=True)) for spec in spec_order(by_spec, first)}
+    code = "\n".join(f"<li>{html.escape(spec)}: {html.escape(code_summary(by_spec[spec]))}</li>" for spec in groups)
+    sections = [_section(spec, task, group, results_dir) for spec, tasks in groups.items() for task, group in tasks]
     definitions = "\n".join(f"<dt>{html.escape(key)}</dt><dd>{html.escape(text)}</dd>"
                             for key, text in DEFINITIONS.items())
     return f"""<!DOCTYPE html>
@@ -206,12 +258,11 @@ def report_html(cells: pd.DataFrame, results_dir: Path) -> str:
 <body>
 <h1>seiko-bench results</h1>
 <p>Generated by <code>seiko-bench report</code> from the finished cells of this folder. Click a column to sort.</p>
+<h2>Specs and tasks</h2>
+{_index(groups, first)}
 <p>Code versions, per spec:</p>
 <ul id="code">
 {code}
-</ul>
-<ul id="index">
-{index}
 </ul>
 {"".join(sections)}
 <h2 id="definitions">Columns</h2>

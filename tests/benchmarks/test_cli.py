@@ -168,3 +168,22 @@ def test_a_bad_command_prints_one_line_and_no_dependency_warning():
     assert done.returncode == 2
     assert "unknown method 'nosuch'" in error_line(done.stderr)
     assert done.stderr.count("\n") == 1, done.stderr
+
+
+def test_pretraining_runs_on_one_torch_thread_unless_told_otherwise(monkeypatch, capsys):
+    import torch
+
+    import benchmarks.cli as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "pretrain", lambda *a, **k: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["pretrain", TASK, "--steps", "1"]) == 0
+        assert main(["pretrain", TASK, "--steps", "1", "--threads", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2]
+    assert main(["pretrain", TASK, "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in error_line(capsys.readouterr().err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -21,9 +22,9 @@ SPEC, TASK, BUDGET, FLOOR, OPTIMUM = "toy", "ehrlich", 8, 0.0, 1.0
 FINAL_VALUES = {"greedy": {0: 0.30, 1: 0.50}, "ucb": {0: 0.80, 1: 0.62}}
 
 
-def write_cell(root: Path, method: str, seed: int, final_value: float) -> None:
+def write_cell(root: Path, method: str, seed: int, final_value: float, spec: str = SPEC) -> None:
     """A finished cell as the runner leaves it: queries.csv, evals.csv, metrics.json."""
-    cell = root / SPEC / TASK / method / f"seed{seed}"
+    cell = root / spec / TASK / method / f"seed{seed}"
     cell.mkdir(parents=True)
     n = 5 + seed  # seeds of different lengths, both short of the budget
     rewards = [final_value * (i + 1) / n for i in range(n)]
@@ -60,7 +61,7 @@ def write_cell(root: Path, method: str, seed: int, final_value: float) -> None:
         "task": TASK,
         "method": method,
         "seed": seed,
-        "spec": SPEC,
+        "spec": spec,
         "floor": FLOOR,
         "optimum": OPTIMUM,
     }
@@ -117,19 +118,72 @@ def test_readme_inlines_the_same_table_and_links_the_curves(report):
     assert f"({SPEC}/{TASK}/curves.png)" in readme
 
 
-def test_html_report_is_self_contained_with_an_index_and_column_definitions(report):
+def sources(page: str) -> list[str]:
+    """Every src="..." of an HTML page."""
+    return re.findall(r'src="([^"]*)"', page)
+
+
+def test_html_report_references_its_pictures_beside_it_with_an_index_and_column_definitions(report):
     results, _ = report
     page = (results / "index.html").read_text()
     assert f'href="#{SPEC}--{TASK}"' in page and f'id="{SPEC}--{TASK}"' in page
-    assert 'class="leaderboard"' in page and "data:image/png;base64," in page
-    assert 'src="' not in page.replace('src="data:image/png;base64,', "")  # nothing loaded from beside it
+    assert 'class="leaderboard"' in page and "data:" not in page  # pictures are files, not megabytes of base64
+    assert sources(page) == [f"{SPEC}/{TASK}/curves.png"]  # relative to the page's folder
+    assert all((results / src).is_file() for src in sources(page))
+    assert len(page.encode()) < 50_000
     assert "<dt>auc_top10</dt>" in page and "http" not in page
     assert page.index("<td>ucb</td>") < page.index("<td>greedy</td>")
+
+
+def test_the_specs_just_run_come_first_in_that_order_and_are_marked(tmp_path: Path):
+    for spec in ("alpha", "toy", "zeta"):
+        write_cell(tmp_path, "ucb", 0, 0.5, spec=spec)
+    write_report(tmp_path, first=["zeta", "missing", "toy"])  # a spec without finished cells is left out
+    page = (tmp_path / "index.html").read_text()
+    sections = [page.index(f'id="{spec}--{TASK}"') for spec in ("zeta", "toy", "alpha")]
+    assert sections == sorted(sections)
+    index = page[page.index('<ul id="index">'):]
+    assert index.index("zeta (just run)") < index.index("toy (just run)") < index.index("<li>alpha")
+    assert page.count("(just run)") == 2
+    write_report(tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert page.index(f'id="alpha--{TASK}"') < page.index(f'id="toy--{TASK}"') < page.index(f'id="zeta--{TASK}"')
+    assert "just run" not in page
+
+
+def test_spec_order_puts_first_ahead_and_the_rest_alphabetically():
+    from reports.html import spec_order
+
+    assert spec_order(["b", "c", "a", "d"], ["d", "x", "b", "d"]) == ["d", "b", "a", "c"]
+    assert spec_order(["b", "a"]) == ["a", "b"]
 
 
 def test_curves_are_a_png(report):
     results, _ = report
     assert (results / SPEC / TASK / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_are_a_two_by_two_grid_whose_bands_stay_within_their_axes(report):
+    """With two seeds a 95% band is 12.7 standard errors wide, far past the means' range:
+    each band is clipped to its panel rather than drawn off it."""
+    from reports.leaderboard import find_cells
+    from reports.plots import curves_figure
+
+    results, _ = report
+    fig = curves_figure(find_cells(results))
+    assert [ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes] == [(2, 2)] * 4
+    width, height = fig.get_size_inches() * fig.dpi
+    assert 1_200 <= width <= 1_400 and height >= 800  # read at full size on a 1,400 px page
+    touching = 0
+    for ax in fig.axes:
+        (x_low, x_high), (y_low, y_high) = ax.get_xlim(), ax.get_ylim()
+        vertices = np.concatenate([path.vertices for band in ax.collections for path in band.get_paths()])
+        vertices = vertices[np.isfinite(vertices).all(axis=1)]
+        assert len(vertices)  # every panel has bands
+        assert (vertices[:, 0] >= x_low).all() and (vertices[:, 0] <= x_high).all()
+        assert (vertices[:, 1] >= y_low).all() and (vertices[:, 1] <= y_high).all()
+        touching += np.isclose(vertices[:, 1], y_high).any() or np.isclose(vertices[:, 1], y_low).any()
+    assert touching  # some band was wider than its panel: the check above is not vacuous
 
 
 def test_curves_draw_every_method_a_reference_and_the_learned_reward_apart(report):
@@ -196,13 +250,15 @@ def test_sample_grids_of_the_first_seed_are_linked_where_cells_drew_them(tmp_pat
         links = [part.split(")")[0] for part in text.split("](")[1:] if "samples_" in part.split(")")[0]]
         assert len(links) == 2 and all((base / link).exists() and "seed0" in link for link in links)
     page = (tmp_path / "index.html").read_text()
-    assert 'alt="ucb (seed 0) end" src="data:image/png;base64,' in page
+    assert f'alt="ucb (seed 0) end" src="{SPEC}/{TASK}/ucb/seed0/samples_last.png"' in page
+    assert all((tmp_path / src).is_file() for src in sources(page)) and "data:" not in page
     assert "top 10 measured" not in page
 
     (tmp_path / SPEC / TASK / "ucb" / "seed0" / "top_designs.png").write_bytes(b"\x89PNG")
     write_report(tmp_path)
     assert "| method | round 0 | end | top 10 measured |" in (task_dir / "leaderboard.md").read_text()
-    assert 'alt="ucb (seed 0) top 10 measured" src="data:image/png;base64,' in (tmp_path / "index.html").read_text()
+    assert (f'alt="ucb (seed 0) top 10 measured" src="{SPEC}/{TASK}/ucb/seed0/top_designs.png"'
+            in (tmp_path / "index.html").read_text())
 
 
 def test_a_sum_of_oracles_says_how_many_calls_a_query_costs(tmp_path: Path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from domains.base import Operators
 from domains.sequences.operators import StringOperators
 
 ALPHABET, LENGTH = "ACDE", 12
@@ -15,10 +14,6 @@ PARENTS_B = ["EEEEEEEEEEEE", "DDDDDDDDDDDD"]
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def test_string_operators_satisfy_the_protocol():
-    assert isinstance(OPS, Operators)
 
 
 def test_mutation_at_rate_zero_is_the_identity():
