@@ -26,10 +26,12 @@ record, so that a lab sees what a run cost its oracle in all.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,6 +113,24 @@ def evaluate(model: DiffusionModel, method: Method, oracle: Oracle, floor: float
                       **answers)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MB: the kernel's high-water mark
+    (VmHWM), which `reset_peak_rss` restarts for a new cell in a reused pool worker;
+    where /proc is missing, the lifetime peak of getrusage."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+def reset_peak_rss() -> None:
+    """Restart the high-water mark (Linux: 5 > /proc/self/clear_refs), so that the
+    peaks a cell records are its own, not those of the cells its worker ran before."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 TOP_UPS = 4
 """Proposals of a round's remainder after its first, before the round ends short."""
 
@@ -188,7 +208,7 @@ def run(
             round=r, queries_used=oracle.used, value=answers.value, feasible_fraction=answers.feasible_fraction,
             learned_reward=answers.learned_reward, learned_corr=answers.learned_corr,
             value_spearman=answers.value_spearman, eval_oracle_calls=calls, wall_s=time.perf_counter() - start,
-            peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, diagnostics=diagnostics,
+            peak_rss_mb=peak_rss_mb(), diagnostics=diagnostics,
             samples=answers.samples, sample_rewards=answers.rewards, sample_feasible=answers.feasible))
         on_round(records[-1])
 

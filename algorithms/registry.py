@@ -15,12 +15,12 @@ from algorithms.config import build, merge
 from algorithms.method import Context, Method, Variant
 from domains.base import UnknownName
 
-# The method modules: every module of algorithms/ that declares VARIANTS, found
-# rather than listed, so that adding a method edits no shared file and leaves
+# The method modules: every module of algorithms/methods/ (each declares VARIANTS),
+# found rather than listed, so that adding a method edits no shared file and leaves
 # the other methods' results current (a cell's code hash covers the shared
 # modules and its own method's, `benchmarks.code_version.method_files`).
-_MODULES = [import_module(f"algorithms.{path.stem}") for path in sorted(Path(__file__).parent.glob("*.py"))
-            if path.stem not in ("__init__", "registry")]
+_MODULES = [import_module(f"algorithms.methods.{path.stem}")
+            for path in sorted((Path(__file__).parent / "methods").glob("*.py")) if path.stem != "__init__"]
 METHODS: dict[str, Variant] = {name: variant for module in _MODULES for name, variant in
                                getattr(module, "VARIANTS", {}).items()}
 

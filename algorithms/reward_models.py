@@ -1,18 +1,10 @@
-"""Learned reward models with uncertainty, and the optimistic objectives built on them.
+"""Learned reward models with uncertainty: what SEIKO's optimism is built on (`algorithms.optimism`).
 
 SEIKO (Uehara et al., ICML 2024, Sec. 4) fine-tunes against an optimistic
 reward: the fitted reward plus a bonus that is large where feedback is scarce.
-Three ways of being optimistic are offered, all from one MLP ensemble:
-
-- UCB (their Eq. 4 with neural features): bonus = c * sqrt(phi(x)^T Sigma^-1 phi(x)),
-  phi the last hidden layer, Sigma = lambda * I + sum_i phi(x_i) phi(x_i)^T over the
-  training designs. Unlike the released code (a normalised torch.cov), this Gram
-  matrix grows with data, so the bonus shrinks where queries accumulate.
-- Bootstrap: members trained on bootstrap resamples; optimism = mean + k * std
-  (k = `std_weight`), or the max over members when `bootstrap_rule="max"` (the
-  released code's rule).
-- Thompson sampling: one posterior draw per round = one bootstrap member,
-  chosen by the method's generator (not SGLD noise of 1e-8, which is Greedy).
+This module fits the models that optimism reads: an MLP ensemble (members on
+bootstrap resamples, or one member on all data) whose last hidden layer is
+UCB's feature map, and a feasibility model beside it.
 
 Feasibility is modelled apart from value: a noisy-OR classifier on all feedback,
 reading the features the featuriser names as hazards (`hazard_columns`: a
@@ -20,10 +12,9 @@ sequence's bigram counts, a molecule's excess valences), and a value ensemble
 on the feasible designs alone, so that the value model spends its capacity on
 what makes a feasible design good. Optionally the classifier is pessimistic
 where it has no data (`RewardModelConfig.unseen_hazard`): in the protein
-benchmark's last round, most infeasible designs held only banned bigrams that
-no earlier query had shown, which an optimistic classifier cannot see coming. Every objective is
-the expected reward p(feasible | x) * value(x) + (1 - p) * floor, with the
-optimism on the value. Each value member reads only the features most
+benchmark's last round, most infeasible designs held only banned bigrams that no earlier
+query had shown, which an optimistic classifier cannot see coming. Every objective is the
+expected reward p(feasible | x) * value(x) + (1 - p) * floor, optimism on the value. Each value member reads only the features most
 correlated with its training targets (`RewardModelConfig.screen`): among the
 thousands of gapped-pair features of a sequence, a motif is a handful.
 """
@@ -31,16 +22,13 @@ thousands of gapped-pair features of a sequence, a motif is a handful.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-Optimism = Literal["none", "ucb", "bootstrap", "ts"]
 
 
 @dataclass
@@ -310,117 +298,3 @@ class RewardEnsemble:
     def phi(self, x: torch.Tensor, member: int = 0) -> torch.Tensor:
         """(N, H) last-hidden features of one member: the UCB feature map."""
         return self.net(x)[1][member]
-
-
-class UCBBonus:
-    """c * sqrt(phi^T Sigma^-1 phi) with Sigma = lambda*I + sum phi phi^T over the
-    training designs (SEIKO Sec. 4.1), clipped at `clip`, differentiable in x.
-
-    c and the clip are in standard deviations of the training rewards (the bonus
-    is scaled by the fit's y_std), as the network that makes phi is fitted to
-    standardised targets: the same c means as much optimism on a task whose
-    rewards spread over 0.05 as on one whose spread over 5. In raw reward units a
-    clip of 1.0 let fine-tuning on the protein task chase a bonus 18 times the
-    rewards' spread into infeasible designs."""
-
-    def __init__(self, model: RewardEnsemble, x_train: torch.Tensor, *, c: float, lam: float, clip: float):
-        with torch.no_grad():
-            phi = model.phi(x_train).double()
-        gram = phi.T @ phi
-        # lambda below the rounding error of the largest entries leaves the Gram
-        # matrix singular in floating point (molecule features made one that
-        # Cholesky refused): the ridge is at least 1e-10 of the largest diagonal entry.
-        ridge = max(lam, 1e-10 * float(gram.diagonal().max()))
-        self.cholesky = torch.linalg.cholesky(gram + ridge * torch.eye(phi.shape[1], dtype=torch.float64))
-        self.model, self.c, self.clip = model, c, clip
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        phi = self.model.phi(x).double()
-        solved = torch.cholesky_solve(phi.T, self.cholesky)  # Sigma^-1 phi, (H, N)
-        quad = (phi.T * solved).sum(0).clamp(min=1e-12)
-        return ((self.c * quad.sqrt()).clamp(max=self.clip) * self.model.y_std).float()
-
-
-@dataclass
-class OptimismConfig:
-    """How the learned reward is made optimistic."""
-
-    bonus_scale: float = 1e-2
-    """UCB's c (SEIKO's default, images), in standard deviations of the training rewards."""
-    bonus_lambda: float = 1e-3
-    """UCB's lambda, the ridge of the Gram matrix (SEIKO's default)."""
-    bonus_clip: float = 1.0
-    """UCB bonus ceiling, in standard deviations of the training rewards."""
-    bootstrap_rule: Literal["mean_std", "max"] = "mean_std"
-    """Bootstrap optimism: mean + std_weight * std over members, or max over members."""
-    std_weight: float = 1.0
-    """k in mean + k * std."""
-
-    def __post_init__(self) -> None:
-        if self.bootstrap_rule not in ("mean_std", "max"):
-            raise ValueError(f"bootstrap_rule={self.bootstrap_rule!r}: expected mean_std or max")
-        if self.bonus_lambda <= 0:
-            raise ValueError(f"bonus_lambda must be > 0 (the Gram matrix's ridge), got {self.bonus_lambda}")
-
-
-def objective(
-    model: RewardEnsemble, optimism: Optimism, cfg: OptimismConfig, generator: torch.Generator,
-    *, feasibility_gradient: bool = False,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The (optimistic) reward to maximise: features (N, D) -> (N,), differentiable.
-    Fine-tuning climbs `RewardEnsemble.weighted` (p's gradient through the
-    features a design has); with `feasibility_gradient`, `expected` (p's
-    gradient through every feature), which guidance takes:
-    a one-step tilt of each letter, it has no direction to run down, and p's
-    gradient keeps its letters feasible (0.255 at 1,920 queries with it).
-
-    Thompson sampling draws its member here, so call once per round."""
-    members = model.members
-    if optimism == "ucb":
-        bonus = UCBBonus(model, model.x_train, c=cfg.bonus_scale, lam=cfg.bonus_lambda, clip=cfg.bonus_clip)
-    elif optimism == "ts":
-        draw = int(torch.randint(model.cfg.ensemble_size, (1,), generator=generator))
-    elif optimism not in ("none", "bootstrap"):
-        raise ValueError(f"unknown optimism {optimism!r}: expected one of none, ucb, bootstrap, ts")
-
-    def value(x: torch.Tensor) -> torch.Tensor:
-        r = members(x)
-        if optimism == "ucb":
-            return r.mean(0) + bonus(x)
-        if optimism == "ts":
-            return r[draw]
-        if optimism == "bootstrap":
-            return r.max(0).values if cfg.bootstrap_rule == "max" else r.mean(0) + cfg.std_weight * r.std(0)
-        return r.mean(0)
-
-    combine = model.expected if feasibility_gradient else model.weighted
-    return lambda x: combine(value(x), x)
-
-
-@dataclass
-class LearnedRewardConfig:
-    """The reward model a method refits every round, and how optimistic it is:
-    shared by the methods that optimise (SEIKO) or follow (guidance) a learned reward."""
-
-    optimism: Optimism = "none"
-    """none (the plain fit) | ucb | bootstrap | ts."""
-    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
-    """The ensemble fitted each round (UCB and the plain fit use one member on all data)."""
-    bonus: OptimismConfig = field(default_factory=OptimismConfig)
-    """Optimism settings: UCB's c, lambda, clip; Bootstrap's rule."""
-
-    def __post_init__(self) -> None:
-        # Nested settings from a spec are laid over this config's own defaults by
-        # `algorithms.config.build`, so a subclass's default (guidance's single
-        # network) survives a partial override.
-        if self.optimism not in ("none", "ucb", "bootstrap", "ts"):
-            raise ValueError(f"optimism={self.optimism!r}: expected one of none, ucb, bootstrap, ts")
-        if self.optimism in ("bootstrap", "ts") and self.reward_model.ensemble_size < 2:
-            raise ValueError(f"optimism={self.optimism} needs reward_model.ensemble_size >= 2")
-
-    def check_schedule(self, method: str, schedule: list[int]) -> None:
-        """Refuse, before any query, a first round too small to hold the feasible designs the value model needs."""
-        if schedule and schedule[0] < self.reward_model.min_feasible:
-            raise ValueError(f"{method}: the first round buys {schedule[0]} designs, fewer than the "
-                             f"{self.reward_model.min_feasible} feasible ones its reward model needs "
-                             "(reward_model.min_feasible)")

@@ -148,6 +148,7 @@ def run_rank(spec: Spec, task_name: str, method_name: str, seed: int, out: Path,
     ref = spec.task(task_name)
     folder.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    loop.reset_peak_rss()  # a pool worker runs cell after cell: each records its own peak
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)

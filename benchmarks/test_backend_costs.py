@@ -2,8 +2,8 @@
 `pytest benchmarks/test_backend_costs.py -m bench --benchmark-enable`, with
 `--benchmark-json FILE` to keep every figure; `SEIKO_UPDATE_BASELINE=1`
 rewrites the baseline from the run). Each workload runs once, in a fresh process
-(`benchmarks.backend_costs`: a peak resident set is a process's lifetime
-maximum), timed by pytest-benchmark with the workload's own figures in its
+(`benchmarks.experiments.backend_costs`: a peak resident set is a process's
+lifetime maximum), timed by pytest-benchmark with the workload's own figures in its
 `extra_info`. Its round time, as a ratio to
 the reference workload measured beside it, may be at most `TIME_TOLERANCE`
 times the baseline's, and its peak resident memory at most `MEMORY_TOLERANCE`
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.backend_costs import WORKLOADS, measure_in_fresh_process
+from benchmarks.experiments.backend_costs import WORKLOADS, measure_in_fresh_process
 
 BASELINE = Path(__file__).with_name("backend_costs_baseline.json")
 TIME_TOLERANCE = 1.5

@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from algorithms.budgeted_oracle import BudgetedOracle
-from algorithms.reward_models import OptimismConfig, RewardEnsemble, RewardModelConfig, objective
-from benchmarks.yardstick import reference_seconds
+from algorithms.optimism import OptimismConfig, objective
+from algorithms.reward_models import RewardEnsemble, RewardModelConfig
+from benchmarks.experiments.yardstick import reference_seconds
 from domains.tasks import get_task
 
 BASELINE = Path(__file__).with_name("hot_ops_baseline.json")

@@ -212,6 +212,8 @@ def _module(module_path: str, source: str, root: str = "") -> ModuleType:
         name = "seiko_user_task_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
         if name in sys.modules:
             return sys.modules[name]
+        if str(path.parent) not in sys.path:  # as `python my_tasks.py` would: modules beside it import
+            sys.path.append(str(path.parent))
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

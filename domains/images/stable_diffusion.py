@@ -125,7 +125,8 @@ class StableDiffusionConfig:
     """A torch device ("cuda", "cuda:1", "cpu"); "auto" is the first GPU when there is one, else the CPU."""
     compile: bool = False
     """`torch.compile` the UNet (inductor). Off by default: compiling takes a minute or more and pays
-    only over long runs (`python -m benchmarks.backend_costs sd-ddpo-is --set compile=true` measures it)."""
+    only over long runs (`python -m benchmarks.experiments.backend_costs sd-ddpo-is --set compile=true`
+    measures it)."""
 
     def __post_init__(self) -> None:
         self.prompts = [str(p) for p in self.prompts]

@@ -84,7 +84,7 @@ FEATURES = ("gnn", "environments")
 (`gnn_featuriser.py`, the default) or counted radius-1 environments
 (`featuriser.py`). The value model ranks held-out MOSES molecules at Spearman
 0.82-0.93 on the GNN's, 0.38-0.76 on the environments', from 100 of them
-(`python -m benchmarks.molecule_features`)."""
+(`python -m benchmarks.experiments.molecule_features`)."""
 
 
 def build(name: str, **params: Any) -> Task:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.ddpo import DDPO, DDPOConfig, PolicyGradientConfig, StatTracker, policy_loss
-from algorithms.large_scale_rl import LargeScaleRLConfig
 from algorithms.method import Context, Feedback
+from algorithms.methods.ddpo import DDPO, DDPOConfig, PolicyGradientConfig, StatTracker, policy_loss
+from algorithms.methods.large_scale_rl import LargeScaleRLConfig
 from algorithms.registry import resolve_config
 from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from algorithms.guidance import Guidance, GuidanceConfig
 from algorithms.method import Context, Feedback
+from algorithms.methods.guidance import Guidance, GuidanceConfig
 from algorithms.reward_models import RewardModelConfig
 from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.large_scale_rl import LargeScaleRL, LargeScaleRLConfig, batch_normalise
 from algorithms.method import Context, Feedback
+from algorithms.methods.large_scale_rl import LargeScaleRL, LargeScaleRLConfig, batch_normalise
 from domains.base import CapabilityError
 from domains.sequences.featuriser import SequenceFeaturiser
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig

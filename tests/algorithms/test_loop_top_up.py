@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from algorithms.budgeted_oracle import BudgetedOracle
-from algorithms.ddpo import DDPO
-from algorithms.genetic import Genetic, GeneticConfig
 from algorithms.loop import TOP_UPS, run
 from algorithms.method import Context, Feedback, Proposal, SamplingMethod
+from algorithms.methods.ddpo import DDPO
+from algorithms.methods.genetic import Genetic, GeneticConfig
 from algorithms.registry import resolve_config
 from domains.base import OracleOutput
 from domains.sequences.featuriser import SequenceFeaturiser

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.reward_models import (
-    FeasibilityClassifier,
-    OptimismConfig,
-    RewardEnsemble,
-    RewardModelConfig,
-    UCBBonus,
-    objective,
-)
+from algorithms.optimism import OptimismConfig, UCBBonus, objective
+from algorithms.reward_models import FeasibilityClassifier, RewardEnsemble, RewardModelConfig
 from domains.sequences.featuriser import SequenceFeaturiser
 
 D = 6

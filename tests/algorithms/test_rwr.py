@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from algorithms.method import Context, Feedback
-from algorithms.rwr import RWR, RWRConfig, effective_sample_size, rwr_weights
+from algorithms.methods.rwr import RWR, RWRConfig, effective_sample_size, rwr_weights
 
 
 def test_weights_are_exponential_in_the_standardised_reward():

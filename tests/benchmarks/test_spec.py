@@ -264,3 +264,16 @@ def test_set_for_a_method_the_spec_does_not_run_names_both_and_the_closest():
         load_spec("protein-quick", ["config.greedyy.kl_weight=0.1"])
     with pytest.raises(SpecError, match=r"does not run method 'rwr'; it runs seiko-ucb, greedy, ddpo-is, best-of-n"):
         load_spec("protein-quick", ["config.rwr.beta=2"])
+
+
+def test_a_task_file_imports_the_modules_beside_it(tmp_path):
+    helper = tmp_path / "tasks_dir"
+    helper.mkdir()
+    (helper / "my_oracle_helpers.py").write_text("NAME = 'beside'\n")
+    (helper / "my_task.py").write_text(
+        "from my_oracle_helpers import NAME\n"
+        "from domains.tasks import get_task\n"
+        "def make_task():\n"
+        "    return get_task('ehrlich-l32-c2-k4')\n")
+    spec = load_spec(write(tmp_path, MINIMAL.replace(f"tasks: [{TASK}]", "tasks: [tasks_dir/my_task.py:make_task]")))
+    assert spec.task_names() == [TASK]

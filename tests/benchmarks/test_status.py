@@ -28,7 +28,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 SPECS = sorted(p.name for p in RESULTS.iterdir() if p.is_dir())
 LOOP = code_version.PROJECT / "algorithms" / "loop.py"
 METRICS = code_version.PROJECT / "reports" / "metrics.py"
-RWR = code_version.PROJECT / "algorithms" / "rwr.py"
+RWR = code_version.PROJECT / "algorithms" / "methods" / "rwr.py"
 
 
 def codes() -> dict[str, str]:

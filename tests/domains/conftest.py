@@ -37,11 +37,11 @@ class TinySD:
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory) -> TinySD:
-    """Tiny SD components with random weights from fixed seeds (`benchmarks.tiny_sd`); skips the test
-    without the `sd` extra."""
+    """Tiny SD components with random weights from fixed seeds (`benchmarks.experiments.tiny_sd`);
+    skips the test without the `sd` extra."""
     pytest.importorskip("transformers", reason="Stable Diffusion tests need transformers (pip install -e '.[sd]')")
     pytest.importorskip("peft", reason="Stable Diffusion tests need peft for LoRA (pip install -e '.[sd]')")
-    from benchmarks.tiny_sd import build
+    from benchmarks.experiments.tiny_sd import build
 
     root = tmp_path_factory.mktemp("sd")
     pipeline, clip = build(root)

@@ -64,7 +64,7 @@ def test_every_step_reveals_its_share_and_the_last_reveals_everything():
     model = tiny(num_steps=4)
     traj = model.sample(5, generator=torch.Generator().manual_seed(0), keep_trajectory=True).trajectory
     masked = [int((s.nodes == len(G.NODE_TYPES)).sum() + (s.edges == len(G.BOND_TYPES)).sum() / 2) for s in traj.states]
-    elements = model.cfg.num_elements  # 4 slots + 6 pairs
+    elements = model.num_elements  # 4 slots + 6 pairs
     assert masked == [5 * (elements - elements * j // 4) for j in range(5)]
     last = traj.states[-1]
     assert torch.equal(last.edges, last.edges.transpose(1, 2))
@@ -86,10 +86,10 @@ def test_min_p_keeps_draws_near_the_top_type():
     model = tiny(num_steps=10, min_p=0.9)
     traj = model.sample(16, generator=torch.Generator().manual_seed(0), keep_trajectory=True).trajectory
     for j in range(10):
-        step = model._step(*model._one_hot(traj.states[j]), j)
-        probs = step.node_logits.softmax(-1)
+        step = model._step(model._one_hot(traj.states[j]), j)
+        probs = step.logits[0].softmax(-1)  # the slots' types
         drawn = probs.gather(-1, traj.states[j + 1].nodes.clamp(max=len(G.NODE_TYPES) - 1)[..., None])[..., 0]
-        new = step.node_masked & (traj.states[j + 1].nodes != len(G.NODE_TYPES))
+        new = step.masked[0] & (traj.states[j + 1].nodes != len(G.NODE_TYPES))
         assert (drawn[new] >= 0.9 * probs.amax(-1)[new] - 1e-6).all()
 
 

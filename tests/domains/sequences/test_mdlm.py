@@ -260,7 +260,7 @@ def test_guided_token_distribution_is_the_exponentially_tilted_one():
     w = torch.tensor([1.0, 0.0, -0.5, 0.3])
     scale = 2.0
     with torch.no_grad():
-        logits = model.denoiser(model._one_hot(model._start(1)))[0, 0]
+        logits = model.denoiser(*model._one_hot(model._start(1)))[0, 0]
     expected = torch.softmax(logits + scale * w, -1)
     n = 4000
     designs = model.sample_guided(n, generator=gen(2), guide=lambda x: (x * w).sum((1, 2)), scale=scale).designs

@@ -1,20 +1,21 @@
 """What one round of a method costs on each backend: samples per second and peak memory.
 
-    python -m benchmarks.backend_costs                       # every workload, a Markdown table
-    python -m benchmarks.backend_costs sd-ddpo-is --set gradient_checkpointing=false
+    python -m benchmarks.experiments.backend_costs           # every workload, a Markdown table
+    python -m benchmarks.experiments.backend_costs sd-ddpo-is --set gradient_checkpointing=false
 
 Each workload runs in a fresh process (peak resident memory is a process's
 lifetime maximum, so two workloads in one process would hide the smaller),
-with two torch threads, through the public API: the task's model and oracle,
+with two torch threads, through the public API: the task (`domains.tasks`: a
+shipped one by name, Stable Diffusion's by import path as a spec names it), its model and oracle,
 the registered method, `algorithms.loop.run` for one round with no held-out
 evaluation, then an evaluation of as many held-out samples timed apart (the
 loop evaluates every round; its cost is the spec's `eval_samples`, not the
-method's). Times are also given as a ratio to `benchmarks.yardstick`'s reference
+method's). Times are also given as a ratio to `yardstick`'s reference
 workload measured in the same process, which is what the stored baseline
-(`backend_costs_baseline.json`, checked by `test_backend_costs.py`) compares.
+(`benchmarks/backend_costs_baseline.json`, checked by `benchmarks/test_backend_costs.py`) compares.
 
 The Stable Diffusion workloads are DDPO's epoch at a CPU's size: a UNet of
-1.1M parameters built from a config with random weights (`benchmarks.tiny_sd`,
+1.1M parameters built from a config with random weights (`tiny_sd`,
 nothing downloaded), 32x32 RGB images, 20 DDIM steps with eta 1,
 classifier-free guidance 5, 4 batches of 8 of DDPO's animal prompts, JPEG
 incompressibility, LoRA rank 4 on the attention projections, float32; DDPO-IS
@@ -39,16 +40,22 @@ from typing import Any
 import torch
 import yaml
 
-from benchmarks.yardstick import reference_seconds
+from benchmarks.experiments.yardstick import reference_seconds
+from domains.base import Task
+from domains.tasks import TaskRef, get_task
 
+PROJECT = Path(__file__).resolve().parents[2]
+"""The repository's root, where a fresh process finds `benchmarks` and `domains`."""
 THREADS = 2
+SD = "domains.images.sd_task:build_task"
+"""The Stable Diffusion task's factory, as `benchmarks/specs/sd-aesthetic.yaml` names it."""
 SD_SETTINGS: dict[str, Any] = dict(
     num_steps=20, eta=1.0, guidance_scale=5.0, resolution=32, lora_rank=4, micro_batch=8, dtype="float32", device="cpu",
     prompts=["cat", "dog", "horse", "monkey", "rabbit", "zebra", "spider", "bird"])
 WORKLOADS: dict[str, dict[str, Any]] = {
-    "sd-ddpo-is": dict(task="sd", method="ddpo-is", queries=32,
+    "sd-ddpo-is": dict(task=SD, method="ddpo-is", queries=32,
                        config={"clip_range": 1e-4, "inner_epochs": 1, "batch_size": 8, "lr": 3e-4}),
-    "sd-greedy": dict(task="sd", method="greedy", queries=32,
+    "sd-greedy": dict(task=SD, method="greedy", queries=32,
                       config={"finetune_steps": 4, "batch_size": 8, "last_k": 4}),
     "digits-ddpo-is": dict(task="digits-jpeg-incompressibility", method="ddpo-is", queries=64, config={}),
     "digits-greedy": dict(task="digits-jpeg-incompressibility", method="greedy", queries=64, config={}),
@@ -62,17 +69,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _task(name: str, sd_changes: dict[str, Any], workdir: Path):
-    if name != "sd":
-        from domains.tasks import get_task
-
+def _task(name: str, sd_changes: dict[str, Any], workdir: Path) -> Task:
+    """A shipped task by name, or the Stable Diffusion task on tiny components written under `workdir`."""
+    if name != SD:
         return get_task(name)
-    from benchmarks.tiny_sd import BENCH_SIZE, build
-    from domains.images.sd_task import build_task
+    from benchmarks.experiments.tiny_sd import BENCH_SIZE, build
 
     pipeline, clip = build(workdir, BENCH_SIZE)
-    return build_task({**SD_SETTINGS, "pretrained": str(pipeline), **sd_changes}, "jpeg-incompressibility",
-                      clip=str(clip))
+    config = {**SD_SETTINGS, "pretrained": str(pipeline), **sd_changes}
+    return TaskRef(SD, {"config": config, "reward": "jpeg-incompressibility", "clip": str(clip)}).build()
 
 
 def measure(name: str, sd_changes: dict[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
@@ -124,12 +129,11 @@ def measure(name: str, sd_changes: dict[str, Any] | None = None, seed: int = 0) 
 
 def measure_in_fresh_process(name: str, sd_changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """`measure` in a new Python process, so that its peak memory is this workload's alone."""
-    command = [sys.executable, "-m", "benchmarks.backend_costs", name, "--json"]
+    command = [sys.executable, "-m", "benchmarks.experiments.backend_costs", name, "--json"]
     for key, value in (sd_changes or {}).items():
         command += ["--set", f"{key}={json.dumps(value)}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env,
-                          cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=PROJECT)
     if done.returncode:
         raise RuntimeError(f"workload {name} failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

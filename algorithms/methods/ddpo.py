@@ -9,7 +9,7 @@ round's measured designs are the episodes, their oracle reward the return.
 Advantages are rewards normalised per condition and clipped at 5. Online: every
 sample learned from is a charged (or cached) query, so the budget is the number
 of episodes. The update itself lives in `PolicyGradient`, which large-scale RL
-(`algorithms.large_scale_rl`) shares.
+(`algorithms.methods.large_scale_rl`) shares.
 
 Where our defaults leave ddpo-pytorch's (whose base config is kept as the
 variant "ddpo-is-published"), and why:

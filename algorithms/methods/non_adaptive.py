@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from algorithms.method import Context, Variant
-from algorithms.seiko import ONE_MODEL, Seiko, SeikoConfig
+from algorithms.methods.seiko import ONE_MODEL, Seiko, SeikoConfig
 
 
 class NonAdaptive(Seiko):

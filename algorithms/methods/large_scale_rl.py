@@ -1,7 +1,7 @@
 """Large-scale RL for diffusion models (Zhang et al. 2024).
 
 Zhang, Tzeng, Du and Kislyuk, "Large-scale Reinforcement Learning for Diffusion
-Models" (arXiv 2401.12244). The policy gradient of DDPO (`algorithms.ddpo`,
+Models" (arXiv 2401.12244). The policy gradient of DDPO (`algorithms.methods.ddpo`,
 the same clipped importance-sampled update, with its defaults for a per-step
 log-prob summed over positions: PPO's clip 0.2 and 4 inner epochs) with the
 changes that let it scale:
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from algorithms.ddpo import PolicyGradient, PolicyGradientConfig
 from algorithms.method import Context, Variant
+from algorithms.methods.ddpo import PolicyGradient, PolicyGradientConfig
 from domains.base import CapabilityError, DiffusionModel
 
 

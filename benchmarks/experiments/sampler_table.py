@@ -2,9 +2,12 @@
 min-p against feasibility, value and sampling time, beside the Markov process
 the model learnt from.
 
-    python -m benchmarks.sampler_table [--task ehrlich-l32-c2-k4] [--samples 1000]
+    python -m benchmarks.experiments.sampler_table [--task ehrlich-l32-c2-k4] [--samples 1000]
 
-Same weights in every row (the shipped checkpoint); only the sampler changes.
+Same weights in every row (the shipped checkpoint); only the sampler changes. The rows
+read what only the protein tasks have, through their `Task`: the Ehrlich oracle's own Markov
+process (`sample_markov`) and scores of token tensors (`evaluate_tokens`), and the masked
+model's sampler settings (`cfg`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
-from domains.sequences.tasks import TASKS, build
+from domains.tasks import get_task, list_tasks
+
+DOMAIN = "protein"
+"""The tasks this table takes: the Ehrlich tasks (`seiko-bench list`)."""
 
 
-def row(name: str, tokens: torch.Tensor, oracle, seconds: float | None) -> str:
+def row(name: str, tokens: torch.Tensor, oracle: Any, seconds: float | None) -> str:
+    """One sampler's line: feasible fraction, value (infeasible as 0), value of the feasible, 99th
+    percentile. `oracle` is an Ehrlich task's: it scores token tensors as well as designs."""
     values, feasible = oracle.evaluate_tokens(tokens)
     score = torch.where(feasible, values, torch.zeros_like(values))
     timing = "" if seconds is None else f"{seconds:.1f}"
@@ -27,13 +36,14 @@ def row(name: str, tokens: torch.Tensor, oracle, seconds: float | None) -> str:
             f"{np.quantile(score.numpy(), 0.99):.3f} | {timing} |")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="ehrlich-l32-c2-k4", choices=sorted(TASKS))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    protein_tasks = sorted(name for name, domain in list_tasks().items() if domain == DOMAIN)
+    parser.add_argument("--task", default="ehrlich-l32-c2-k4", choices=protein_tasks)
     parser.add_argument("--samples", type=int, default=1000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    task = build(args.task)
+    task = get_task(args.task)
     model, oracle = task.load_model(), task.oracle
     shipped = model.cfg
     print(f"{args.task}: {args.samples} samples per row, infeasible counted as 0; shipped sampler "

@@ -21,7 +21,7 @@ How it differs from Greedy, which shares its machinery (`algorithms.finetune`):
 from __future__ import annotations
 
 from algorithms.method import Variant
-from algorithms.seiko import ONE_MODEL, Seiko, SeikoConfig
+from algorithms.methods.seiko import ONE_MODEL, Seiko, SeikoConfig
 
 
 class DirectBackprop(Seiko):

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from algorithms.method import Context, Feedback, SamplingMethod, Variant, sample_in_chunks
-from algorithms.reward_models import LearnedRewardConfig, RewardEnsemble, RewardModelConfig, objective
+from algorithms.optimism import LearnedRewardConfig, objective
+from algorithms.reward_models import RewardEnsemble, RewardModelConfig
 from domains.base import DiffusionModel, SampleOutput
 
 
