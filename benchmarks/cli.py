@@ -1,4 +1,4 @@
-"""`seiko-bench`: list, run, status, report, export, pretrain.
+"""`seiko-bench`: list, run, status, report, export, sample, pretrain.
 
 User errors (a malformed spec, an unknown name, an oracle that raises, a spent
 budget, a missing checkpoint) end with one line on stderr and exit status 2;
@@ -179,6 +179,36 @@ def _pretrain(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
 
 
+def _sample(args: argparse.Namespace) -> None:
+    """What a task's pretrained model makes of its oracle before any fine-tuning:
+    the first check of one's own task (is the model feasible enough to start
+    from, is the reward spread wide enough to learn from?), at no budget."""
+    if args.n < 1:
+        raise ValueError(f"-n must be at least 1, got {args.n}")
+    from algorithms.budgeted_oracle import ask_oracle
+    from domains.tasks import task_ref
+
+    torch.set_num_threads(args.threads)
+    task = task_ref(args.task, str(Path.cwd())).build()
+    model = task.load_model()
+    designs = model.sample(args.n, generator=torch.Generator().manual_seed(args.seed)).designs
+    reward, feasible, _ = ask_oracle(task.oracle, designs)
+    kept = reward[feasible]
+    summary = {"task": task.name, "samples": args.n, "feasible_fraction": float(feasible.mean()),
+               "distinct": len({task.oracle.key(d) for d in designs})}
+    if len(kept):
+        summary |= {"reward_mean": float(kept.mean()), "reward_std": float(kept.std()),
+                    "reward_max": float(kept.max()), "optimum": task.oracle.optimum}
+    reasons = getattr(task.oracle, "reasons", None)
+    if reasons is not None and not feasible.all():
+        refused = [r for r in reasons(designs) if r is not None]
+        summary["infeasible_because"] = {r: refused.count(r) for r in sorted(set(refused))[:10]}
+    print(json.dumps(summary, indent=2))
+    best = sorted((r, str(d)) for r, d, ok in zip(reward, designs, feasible) if ok)[::-1][:args.show]
+    for r, design in best:
+        print(f"{r:.4f}  {design}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seiko-bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -231,6 +261,15 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("results", nargs="?", type=Path, default=Path("results"), help="results folder (default: results/)")
     exp.add_argument("--out", type=Path, default=None, help="where to write the tables (default: the results folder)")
     exp.set_defaults(func=_export)
+
+    smp = sub.add_parser("sample", help="sample a task's pretrained model and score it with the task's oracle "
+                                        "(feasibility, reward spread, best designs): no budget spent")
+    smp.add_argument("task", help="a task name (`seiko-bench list`) or your factory, my_tasks.py:make_task")
+    smp.add_argument("-n", type=int, default=256, help="samples (default 256)")
+    smp.add_argument("--seed", type=int, default=0, help="sampling seed")
+    smp.add_argument("--show", type=int, default=5, help="best feasible designs to print (default 5)")
+    smp.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    smp.set_defaults(func=_sample)
 
     pre = sub.add_parser("pretrain", help="pretrain a task's diffusion model, or the sequence model on your own "
                                           "designs, and save its checkpoint")

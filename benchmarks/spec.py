@@ -70,10 +70,12 @@ class Spec:
     eval_samples: int = 256
     """Held-out samples scored (uncharged, counted) after every round: SEIKO's 'Value'.
     0 is the same as `evaluation: off` (either sets both)."""
-    evaluation: str = "task"
+    evaluation: str | None = None
     """What scores them: "task" (the task's choice: its own oracle on the shipped,
     synthetic tasks), "oracle" (the task's oracle), "off" (no held-out evaluation),
-    or `module:function` / `file.py:function` returning a separate `Oracle`."""
+    or `module:function` / `file.py:function` returning a separate `Oracle`.
+    Left out: "task" when every task is a shipped one, else "off", because a
+    user's oracle (an assay) is not free outside the budget unless they say so."""
     auc_freq: int = 100
     """Queries between points of the top-10 curve in the AUC (PMO: 100)."""
     config: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -123,6 +125,9 @@ class Spec:
         elif self.budget != sum(self.rounds):
             raise SpecError(f"{where}: rounds {self.rounds} sum to {sum(self.rounds)} but budget is "
                             f"{self.budget}; set both so they agree")
+        if self.evaluation is None:
+            own = any(":" in (entry.get("task", "") if isinstance(entry, dict) else str(entry)) for entry in self.tasks)
+            self.evaluation = "off" if own else "task"
         if self.evaluation is False:  # YAML 1.1 reads a bare `off` as false
             self.evaluation = "off"
         if self.evaluation == "off" or self.eval_samples == 0:  # two ways to say it, one state for the cells

@@ -34,6 +34,7 @@ from reports.leaderboard import (
     paired_differences,
     sample_pictures,
     seiko_contrasts,
+    shown_columns,
     top_designs,
 )
 
@@ -144,7 +145,7 @@ def _table(cells: pd.DataFrame, table: pd.DataFrame) -> str:
     """`table` (the `leaderboard_table` of `cells`) with sortable numbers behind its text."""
     methods = list(table["method"])
     values = _sort_values(cells, methods)
-    keys = ["method", "seeds", *[key for _, key, _ in COLUMNS], "code"]
+    keys = ["method", "seeds", *[key for _, key, _ in shown_columns(cells)], "code"]
     head = "".join(f'<th title="{html.escape(DEFINITIONS.get(k, ""))}">{html.escape(str(c))}</th>'
                    for k, c in zip(keys, table.columns))
     rows = []

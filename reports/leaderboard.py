@@ -115,6 +115,17 @@ COLUMNS: list[tuple[str, str, Callable[[pd.Series], str]]] = [
 ]
 
 
+EVALUATION_KEYS = ("final_value", "final_feasible", "final_learned_reward", "final_value_spearman", "eval_oracle_calls")
+"""The columns of the held-out evaluation, which a run with evaluation off has none of."""
+
+
+def shown_columns(cells: pd.DataFrame) -> list[tuple[str, str, Callable[[pd.Series], str]]]:
+    """`COLUMNS` without the held-out evaluation's when no cell evaluated anything
+    (evaluation off: a lab's assay too costly to call outside the budget)."""
+    evaluated = "final_value" in cells and len(_numbers(cells["final_value"])) > 0
+    return [c for c in COLUMNS if evaluated or c[1] not in EVALUATION_KEYS]
+
+
 def ranking_key(cells: pd.DataFrame) -> str:
     """Rows are ranked by the held-out final value; where a run evaluated nothing
     (evaluation off), by the AUC of its query log."""
@@ -142,7 +153,7 @@ def leaderboard_table(cells: pd.DataFrame) -> pd.DataFrame:
             runs = by_method.get_group(method)
             n = runs["seed"].nunique()
             seeds = str(n) if n == most else f"{n} of {most}, ranked apart"
-            columns = {title: render(runs[key]) if key in runs else "n/a" for title, key, render in COLUMNS}
+            columns = {title: render(runs[key]) if key in runs else "n/a" for title, key, render in shown_columns(cells)}
             rows.append({"method": method, "seeds": seeds, **columns, "code": code_label(code_states(runs))})
     return pd.DataFrame(rows)
 

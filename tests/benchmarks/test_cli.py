@@ -6,6 +6,7 @@ finished tiny cell and its report, and must leave those files as they were.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -187,3 +188,15 @@ def test_pretraining_runs_on_one_torch_thread_unless_told_otherwise(monkeypatch,
     assert seen == [1, 2]
     assert main(["pretrain", TASK, "--threads", "0"]) == 2
     assert "--threads must be at least 1" in error_line(capsys.readouterr().err)
+
+
+def test_sample_scores_the_pretrained_model_with_the_tasks_oracle(capsys):
+    assert main(["sample", TASK, "-n", "16", "--show", "2"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[: out.rindex("}") + 1])
+    assert summary["task"] == TASK and summary["samples"] == 16 and 0.5 < summary["feasible_fraction"] <= 1
+    assert 0 <= summary["reward_mean"] <= summary["reward_max"] <= summary["optimum"] == 1.0
+    best = out[out.rindex("}") + 1:].split()
+    assert len(best) == 4 and float(best[0]) == summary["reward_max"] and len(best[1]) == 32
+    assert main(["sample", TASK, "-n", "0"]) == 2
+    assert "-n must be at least 1" in error_line(capsys.readouterr().err)

@@ -277,3 +277,16 @@ def test_a_task_file_imports_the_modules_beside_it(tmp_path):
         "    return get_task('ehrlich-l32-c2-k4')\n")
     spec = load_spec(write(tmp_path, MINIMAL.replace(f"tasks: [{TASK}]", "tasks: [tasks_dir/my_task.py:make_task]")))
     assert spec.task_names() == [TASK]
+
+
+def test_evaluation_left_out_is_on_for_shipped_tasks_and_off_for_a_users_own(tmp_path):
+    assert load_spec(write(tmp_path, MINIMAL)).evaluation == "task"
+    (tmp_path / "mine.py").write_text("from domains.tasks import get_task\n"
+                                      "def make_task():\n    return get_task('ehrlich-l32-c2-k4')\n")
+    own = load_spec(write(tmp_path, MINIMAL.replace(f"tasks: [{TASK}]", "tasks: [mine.py:make_task]")))
+    assert own.evaluation == "off" and own.eval_samples == 0
+    asked = load_spec(write(tmp_path, MINIMAL.replace(f"tasks: [{TASK}]", "tasks: [mine.py:make_task]")
+                            + "evaluation: task\n"))
+    assert asked.evaluation == "task"
+    for name in ("protein", "dna", "images"):
+        assert load_spec(name).evaluation == "task"

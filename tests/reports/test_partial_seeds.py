@@ -28,3 +28,14 @@ def test_the_header_lists_the_seeds_present_when_every_method_ran_them(tmp_path)
     cells = find_cells(tmp_path)
     assert "Seeds: 0, 2" in header_lines(cells)
     assert leaderboard_table(cells)["seeds"].tolist() == ["2", "2"]
+
+
+def test_a_run_without_held_out_evaluation_shows_no_evaluation_columns():
+    import pandas as pd
+
+    cells = pd.DataFrame({"method": ["a", "b"], "final_value": [None, None], "final_feasible": [None, None],
+                          "auc_top10": [0.2, 0.5], "task": "t", "spec": "s", "budget": 8, "seed": 0,
+                          "queries_used": 8, "eval_oracle_calls": 0})
+    columns = leaderboard_table(cells).columns
+    assert not any(c.startswith(("final value", "final feasible", "evaluation oracle")) for c in columns)
+    assert any(c.startswith("AUC top-10") for c in columns)
