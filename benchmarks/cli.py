@@ -65,6 +65,8 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError("--address names a Ray cluster; it goes with --executor ray")
     names = expand_suites(args.spec or [DEFAULT_SUITE])
     specs = [load_spec(s, args.set) for s in names]  # all validated before any cell runs
+    if args.dry_run:
+        return _dry_run(specs, args)
     _writable_folder(args.out)
     with results_lock(args.out):
         from benchmarks.estimate import plan
@@ -80,9 +82,22 @@ def _run(args: argparse.Namespace) -> None:
                 _report_what_finished(args.out, specs)
             raise
         for name, cells in finished.items():
-            print(f"{name}: {len(cells)} cells finished under {args.out / name}")
+            print(f"{name}: {len(cells)} cell{'s' * (len(cells) != 1)} finished under {args.out / name}")
         if not args.no_report:
             _write_report(args.out, specs)
+
+
+def _dry_run(specs: list[Spec], args: argparse.Namespace) -> None:
+    """What `run` would do, and what it would cost, with nothing run or written."""
+    from benchmarks.estimate import plan
+    from benchmarks.status import describe, spec_states
+
+    workers = args.workers or max(1, (os.cpu_count() or 1) // args.processes)
+    print(f"seiko-bench: dry run: {plan(specs, args.out, workers, args.rerun, args.processes)}")
+    for spec in specs:
+        print("\n".join(describe(spec, spec_states(spec, args.out), workers)))
+    print("Times are the committed reference run's; the progress bar of a real run corrects them by this "
+          "machine's measured speed.")
 
 
 def _report_what_finished(out: Path, specs: list[Spec]) -> None:
@@ -134,7 +149,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"seiko-bench: {line}", file=sys.stderr)
         behind += sum(s.state not in (CURRENT, EXTRA) for s in states)
     if args.strict and behind:
-        print(f"seiko-bench: status --strict: {behind} cells are stale, missing or broken; regenerate them before "
+        print(f"seiko-bench: status --strict: {behind} cell{'s are' if behind != 1 else ' is'} stale, missing or "
+              "broken; regenerate before "
               "quoting these results as a release", file=sys.stderr)
         return 1
     return 0
@@ -231,6 +247,8 @@ def parser() -> argparse.ArgumentParser:
                      help="with --executor ray: a running Ray cluster (e.g. ray://head:10001 or auto); "
                           "default: a local Ray on --workers CPUs")
     run.add_argument("--rerun", action="store_true", help="rerun cells that are already finished")
+    run.add_argument("--dry-run", action="store_true",
+                     help="say which cells would run and the time they should take, and run nothing")
     run.add_argument("--no-report", action="store_true", help="skip writing the report")
     run.add_argument("--log-with", choices=TRACKERS, default=None,
                      help="also log every round to TensorBoard or Weights & Biases (accelerate's trackers; "
@@ -292,12 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _stop) if threading.current_thread() is threading.main_thread() else None
     try:
         code = args.func(args)
-    except USER_ERRORS as err:
-        print(f"seiko-bench: error: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `seiko-bench list | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except USER_ERRORS as err:
+        print(f"seiko-bench: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a results folder that became unwritable, a full disk: the path and the reason
+        print(f"seiko-bench: error: {err.filename or ''}: {err.strerror or err}; finished cells are kept",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("seiko-bench: interrupted; finished cells are kept, rerun the same command to resume", file=sys.stderr)
         return 130

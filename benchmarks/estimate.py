@@ -77,7 +77,7 @@ def plan(specs: list[Spec], out: Path, workers: int, rerun: bool, processes: int
         unknown += sum(cell.reference_s is None for cell in todo_cells)
         seconds += sum(cell.reference_s or 0.0 for cell in todo_cells)
     todo = total - done
-    line = (f"{total} cells in {len(specs)} spec{'s' * (len(specs) > 1)}: {done} finished, {todo} to run "
+    line = (f"{total} cell{'s' * (total != 1)} in {len(specs)} spec{'s' * (len(specs) > 1)}: {done} finished, {todo} to run "
             f"on {workers} worker{'s' * (workers > 1)}")
     if todo and todo > unknown:
         line += f"; expected about {seconds / min(workers, todo) / 60:.0f} min from the reference run's cell times"

@@ -196,7 +196,15 @@ class _Progress:
 
     def show(self, partial: float, status: str) -> None:
         self.bar.update(max(0, round(self.finished_work + partial) - self.bar.n))
-        self.bar.set_postfix_str(status, refresh=True)
+        self.bar.set_postfix_str(f"{self.speed()}; {status}" if status else self.speed(), refresh=True)
+
+    def speed(self) -> str:
+        """This machine's pace against the reference run's, once a round has shown it:
+        the ETA is the reference forecast divided by it."""
+        elapsed = self.bar.format_dict["elapsed"]
+        if self.bar.n == 0 or elapsed < 1:
+            return "measuring this machine's speed (no round finished yet)"
+        return f"{self.bar.n / elapsed:.2f}x the reference run's speed"
 
     def close(self) -> None:
         self.bar.close()

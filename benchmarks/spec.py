@@ -294,6 +294,8 @@ def load_spec(source: str | Path, overrides: list[str] = ()) -> Spec:
             raise UnknownName("spec", str(source), [p.stem for p in SPECS.glob("*.yaml")])
     if not path.exists():
         raise SpecError(f"no spec file at {path}")
+    if path.is_dir():
+        raise SpecError(f"{path} is a folder, not a spec file (a .yaml)")
     try:
         tree = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

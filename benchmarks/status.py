@@ -141,7 +141,7 @@ def describe(spec: Spec, states: list[CellState], workers: int) -> list[str]:
     """The status of one spec's folder, a few lines: counts, who made the stale cells, the cost to remake them."""
     counts = Counter(s.state for s in states)
     named = sum(counts[k] for k in (CURRENT, STALE, MISSING, BROKEN))
-    line = (f"{spec.name}: {named} cells, {counts[CURRENT]} current, {counts[STALE]} stale, {counts[MISSING]} missing"
+    line = (f"{spec.name}: {named} cell{'s' * (named != 1)}, {counts[CURRENT]} current, {counts[STALE]} stale, {counts[MISSING]} missing"
             + (f", {counts[BROKEN]} broken" if counts[BROKEN] else "")
             + (f"; {counts[EXTRA]} finished cells the spec no longer names" if counts[EXTRA] else ""))
     lines = [line]
@@ -151,7 +151,7 @@ def describe(spec: Spec, states: list[CellState], workers: int) -> list[str]:
     if todo:
         seconds, unknown = regeneration_seconds(spec, todo)
         slots = max(1, min(workers, len(todo)))
-        lines.append(f"  to regenerate: {len(todo)} cells, about {seconds / slots / 60:.0f} min on {slots} "
+        lines.append(f"  to regenerate: {len(todo)} cell{'s' * (len(todo) != 1)}, about {seconds / slots / 60:.0f} min on {slots} "
                      f"worker{'s' * (slots > 1)} (their recorded cell times"
                      + (f"; {unknown} without one counted as {UNKNOWN_CELL_S:.0f} s" if unknown else "")
                      + f"): seiko-bench run {spec.name} reruns only these")

@@ -200,3 +200,46 @@ def test_sample_scores_the_pretrained_model_with_the_tasks_oracle(capsys):
     assert len(best) == 4 and float(best[0]) == summary["reward_max"] and len(best[1]) == 32
     assert main(["sample", TASK, "-n", "0"]) == 2
     assert "-n must be at least 1" in error_line(capsys.readouterr().err)
+
+
+def test_a_dry_run_says_what_would_run_and_its_cost_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["run", "protein", "--out", str(out), "--dry-run", *TINY]) == 0
+    shown = capsys.readouterr().out
+    assert "dry run: 1 cell in 1 spec: 0 finished, 1 to run on 1 worker" in shown
+    assert "protein: 1 cell, 0 current, 0 stale, 1 missing" in shown
+    assert not out.exists()
+
+
+def test_the_progress_bar_says_it_is_measuring_until_work_is_done_then_the_speed():
+    from benchmarks.estimate import Cell
+    from benchmarks.runner import _Progress
+
+    progress = _Progress([Cell(None, TASK, "greedy", 0, 100.0)], 0)
+    try:
+        assert progress.speed().startswith("measuring this machine's speed")
+        progress.bar.start_t -= 10  # ten seconds in, half the reference cell's work done
+        progress.show(50.0, "")
+        assert progress.speed().endswith("x the reference run's speed")
+        assert 4.0 < float(progress.speed().split("x")[0]) < 6.0
+    finally:
+        progress.close()
+
+
+def test_a_spec_path_that_is_a_folder_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "adir.yaml"
+    folder.mkdir()
+    assert main(["run", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "is a folder, not a spec file" in error_line(capsys.readouterr().err)
+
+
+def test_an_os_error_writing_results_is_one_line(finished, monkeypatch, capsys):
+    import reports
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(reports, "atomic_write", refuse)
+    assert main(["report", str(finished)]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert "Permission denied" in line and str(finished) in line

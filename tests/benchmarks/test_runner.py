@@ -106,7 +106,7 @@ def test_finished_cell_is_skipped(copy_of_finished, capsys, monkeypatch):
     assert run(copy_of_finished) == 0
     # the cell's files and the manifest of the run that made them are untouched
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
-    assert "protein: 1 cells finished" in capsys.readouterr().out
+    assert "protein: 1 cell finished" in capsys.readouterr().out
 
 
 def test_a_manifest_a_kill_left_unwritten_is_written_by_the_next_run_without_running_cells(copy_of_finished):
