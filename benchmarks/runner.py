@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
@@ -95,6 +96,23 @@ class _Pool:
         self.pool.shutdown(wait=not abort, cancel_futures=abort)
 
 
+RAY_CONNECT_S = 10.0
+"""How long a Ray address may take to answer before the run gives up on it."""
+
+
+def _reachable(address: str) -> None:
+    """Refuse, within `RAY_CONNECT_S`, a `host:port` (or ray://host:port) where nothing
+    listens: Ray itself retries such an address for minutes before it fails."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" or another form Ray resolves itself
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=RAY_CONNECT_S).close()
+    except OSError as err:
+        raise ValueError(f"--address {address}: nothing answers there ({err.strerror or err}); "
+                         "start the cluster (`ray start --head`) or check the address") from None
+
+
 class _Ray:
     """Cells as Ray tasks, each reserving its spec's `resources`: on a local Ray
     started here with `workers` CPUs, or on the running cluster at `address`
@@ -113,6 +131,7 @@ class _Ray:
         else:
             packages = [str(Path(__file__).resolve().parent.parent / name)
                         for name in ("algorithms", "benchmarks", "domains", "reports")]
+            _reachable(address)
             try:
                 ray.init(address=address, runtime_env={"py_modules": packages}, log_to_driver=False,
                          configure_logging=False)

@@ -243,3 +243,14 @@ def test_an_os_error_writing_results_is_one_line(finished, monkeypatch, capsys):
     assert main(["report", str(finished)]) == 2
     line = error_line(capsys.readouterr().err)
     assert "Permission denied" in line and str(finished) in line
+
+
+def test_an_unreachable_ray_address_fails_fast_in_one_line(tmp_path, capsys):
+    import time
+
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    assert main(["run", "protein", "--out", str(tmp_path), "--executor", "ray", "--address", "127.0.0.1:1",
+                 *TINY[:-2]]) == 2
+    assert time.monotonic() - start < 30
+    assert "--address 127.0.0.1:1: nothing answers there" in error_line(capsys.readouterr().err)
