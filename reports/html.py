@@ -54,6 +54,9 @@ DEFINITIONS: dict[str, str] = {
                  "to the budget, divided by the budget. Mean ± 95% CI.",
     "best": "Best score among the charged queries (an infeasible query scores the floor).",
     "feasible_rate": "Feasible fraction of the charged queries.",
+    "proposed_feasible": "Feasible fraction of every design proposed to the oracle, including those that cost "
+                         "nothing (repeats, and infeasible designs on tasks where those are free): where invalid "
+                         "designs are free, only this shows a model that collapsed into proposing them.",
     "queries_used": "Charged queries (at most the budget; a repeat of an earlier design is free).",
     "eval_oracle_calls": "Oracle calls of the held-out evaluation: uncharged, but a lab pays for them.",
     "wall_s": "Wall time of the whole cell, evaluation included.",

@@ -126,3 +126,6 @@ def test_sigterm_stops_the_run_and_still_writes_the_report_of_what_finished(tmp_
     assert 1 <= finished < 4
     board = (tmp_path / "protein" / "ehrlich-l32-c2-k4" / "leaderboard.md").read_text()
     assert f"| greedy | {finished} |" in board and (tmp_path / "index.html").exists()
+    before = snapshot(tmp_path)  # the stopped cells' workers were killed with the run: nothing writes any more
+    time.sleep(2)
+    assert snapshot(tmp_path) == before
