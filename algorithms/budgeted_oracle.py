@@ -191,7 +191,7 @@ class BudgetedOracle:
             raise OracleError(f"oracle {self.oracle.name!r} could not key design {index}: {err}") from err
 
     def log(self) -> pd.DataFrame:
-        """Every query so far, in the order asked (schema: README, 'Results')."""
+        """Every query so far, in the order asked (schema: docs/results-schema.md)."""
         extra = sorted({c for row in self._rows for c in row} - set(LOG_COLUMNS))
         frame = pd.DataFrame(self._rows, columns=LOG_COLUMNS + extra)
         frame["call"] = frame["call"].astype("Int64")

@@ -145,8 +145,14 @@ def describe(spec: Spec, states: list[CellState], workers: int) -> list[str]:
             + (f", {counts[BROKEN]} broken" if counts[BROKEN] else "")
             + (f"; {counts[EXTRA]} finished cells the spec no longer names" if counts[EXTRA] else ""))
     lines = [line]
-    for why, n in Counter(s.problem or f"made by {s.made_by}" for s in states if s.state == STALE).most_common():
+    stale = [s for s in states if s.state == STALE]
+    for why, n in Counter(s.problem for s in stale if s.problem).most_common():
         lines.append(f"  stale: {n} {why}")
+    by_code = [s for s in stale if not s.problem]
+    for release, n in Counter(_release(s.made_by) for s in by_code).most_common():
+        hashes = sorted({s.made_by.split()[1] for s in by_code if _release(s.made_by) == release})
+        shown = ", ".join(hashes[:3]) + (f" and {len(hashes) - 3} more" if len(hashes) > 3 else "")
+        lines.append(f"  stale: {n} made by {release} (code hash{'es' * (len(hashes) > 1)} {shown})")
     todo = [s for s in states if s.state in (STALE, MISSING, BROKEN)]
     if todo:
         seconds, unknown = regeneration_seconds(spec, todo)
@@ -156,6 +162,14 @@ def describe(spec: Spec, states: list[CellState], workers: int) -> list[str]:
                      + (f"; {unknown} without one counted as {UNKNOWN_CELL_S:.0f} s" if unknown else "")
                      + f"): seiko-bench run {spec.name} reruns only these")
     return lines
+
+
+def _release(made_by: str) -> str:
+    """'0.1.0 (commit 98657c5)' of '0.1.0 7ba37965 (commit 98657c5)': what made a group of cells,
+    whose hashes differ by (task, method) because each cell's code version covers its own code."""
+    version, _, rest = made_by.partition(" ")
+    commit = rest.partition(" ")[2]
+    return f"{version} {commit}".strip()
 
 
 def problems(states: list[CellState]) -> list[str]:

@@ -68,7 +68,7 @@ RULE_PARAMS = tuple(f.name for f in dataclasses.fields(SynthesisRules) if f.name
 TRAINING_RULES = SynthesisRules(gc_min=0.33, gc_max=0.67, max_homopolymer=5)
 """The pretraining windows pass the synthesis rules with a margin (GC 0.33-0.67, runs of at most
 5): a model matches its data's local statistics but not the rules' long-range parts, so its
-samples stray a little beyond the data; a margin keeps the strays feasible (README, 'DNA')."""
+samples stray a little beyond the data; a margin keeps the strays feasible (docs/tasks.md, 'DNA')."""
 
 # Sized for two CPU cores; `seiko-bench pretrain gcn4-occupancy` with these made the shipped checkpoint.
 PRETRAIN: dict[str, Any] = dict(steps=2500, batch_size=256, lr=1e-3)

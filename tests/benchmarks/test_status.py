@@ -108,7 +108,7 @@ def test_status_report_and_html_mark_a_stale_cell(stale_folder, capsys):
         assert main(args) == 0
         shown = capsys.readouterr().out
         assert "protein: 2 cells, 1 current, 1 stale, 0 missing" in shown
-        assert "stale: 1 made by 0.1.0 0123456789abcdef (commit deadbee)" in shown
+        assert "stale: 1 made by 0.1.0 (commit deadbee) (code hash 0123456789abcdef)" in shown
         assert "to regenerate: 1 cell, about 0 min on 1 worker" in shown
     assert main(["status", "--out", str(out), "--strict"]) == 1
     assert "status --strict: 1 cell is stale" in capsys.readouterr().err
