@@ -52,7 +52,7 @@ def make_task():
 
 SETTINGS = [
     "--set", f"tasks=[{__file__}:make_task]", "--set", "rounds=[8,8,8,8]", "--set", "seeds=[0]",
-    "--set", "methods=[greedy]", "--set", "eval_samples=8", "--set", "auc_freq=4",
+    "--set", "methods=[greedy]", "--set", "eval_samples=8", "--set", "evaluation=task", "--set", "auc_freq=4",
     "--set", "config.greedy.finetune_steps=40", "--set", "config.greedy.batch_size=4",
     "--set", "config.greedy.reward_model.steps=5", "--workers", "1", "--no-report",
 ]  # fmt: skip
