@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from reports.leaderboard import (
-    COLUMNS,
     SAMPLE_PICTURES,
     TOP_DESIGNS,
     _numbers,
@@ -138,7 +137,7 @@ def _wide(table: str) -> str:
 def _sort_values(cells: pd.DataFrame, methods: list[str]) -> dict[str, list[float]]:
     """Per column key, the mean over seeds that a click sorts by, in table order."""
     out = {"seeds": [float((cells["method"] == m).sum()) for m in methods]}
-    for _, key, _ in COLUMNS:
+    for _, key, _ in shown_columns(cells):
         if key in cells:
             out[key] = [float(_numbers(cells.loc[cells["method"] == m, key]).mean()) for m in methods]
     return out
