@@ -36,10 +36,16 @@ class Cell(NamedTuple):
 
 
 def reference_seconds(spec: Spec, task: str, method: str) -> float | None:
-    """Mean wall time of the reference cells of (spec, task, method), or None."""
-    times = [json.loads(p.read_text()).get("wall_s") for p in (REFERENCE / spec.name / task / method).glob("seed*/metrics.json")]
-    times = [t for t in times if isinstance(t, (int, float))]
-    return sum(times) / len(times) if times else None
+    """Mean wall time of the reference cells of (spec, task, method); failing that,
+    of `method`'s cells on `task` in any committed spec, then of the registered
+    method it runs (a variant of a tuning spec costs about what its method costs in
+    the spec it tunes); None when no committed cell says."""
+    for pattern in (f"{spec.name}/{task}/{method}", f"*/{task}/{method}", f"*/{task}/{spec.method(method).method}"):
+        times = [json.loads(p.read_text()).get("wall_s") for p in REFERENCE.glob(f"{pattern}/seed*/metrics.json")]
+        times = [t for t in times if isinstance(t, (int, float))]
+        if times:
+            return sum(times) / len(times)
+    return None
 
 
 def split_cells(spec: Spec, out: Path, rerun: bool, processes: int = 1) -> tuple[list[Cell], list[dict[str, Any]]]:

@@ -50,13 +50,27 @@ def run_specs(specs: list[Spec], out: Path, *, workers: int | None = None, rerun
     for spec in specs:
         todo[spec.name], done[spec.name] = split_cells(spec, out, rerun, processes)
     every = [cell for cells in todo.values() for cell in cells]
-    ran = _run_cells(every, out, workers, sum(map(len, done.values())), tracking, executor, address) if every else []
+    try:
+        ran = _run_cells(every, out, workers, sum(map(len, done.values())), tracking, executor, address) if every else []
+    except Interrupted as stop:  # the cells that finished while the Ctrl-C drained may complete a spec
+        _write_manifests(specs, out, executor, todo, done, stop.done, complete_only=True)
+        raise
+    _write_manifests(specs, out, executor, todo, done, ran)
+    return done
+
+
+def _write_manifests(specs: list[Spec], out: Path, executor: str, todo: dict[str, list[Cell]],
+                     done: dict[str, list[dict[str, Any]]], ran: list[dict[str, Any]],
+                     complete_only: bool = False) -> None:
+    """Each spec's manifest after a run (`done` gains what `ran`); after an interrupted
+    one (`complete_only`), only for the specs whose every cell to run has finished."""
     for spec in specs:
         spec_ran = [m for m in ran if m["spec"] == spec.name]
+        if complete_only and len(spec_ran) < len(todo[spec.name]):
+            continue
         if spec_ran or not (out / spec.name / "manifest.json").exists():
             _write_manifest(spec, out, executor, done[spec.name], spec_ran, todo[spec.name])
         done[spec.name] += spec_ran
-    return done
 
 
 def _write_manifest(spec: Spec, out: Path, executor: str, done: list[dict[str, Any]],
@@ -208,9 +222,7 @@ class _Progress:
         self.finished += 1
         self.finished_work += expected_seconds(cell)
         self.bar.set_description_str(self._desc(), refresh=False)
-        value = metrics["final_value"]
-        self.bar.write(f"{cell.spec.name}/{cell.task} {cell.method} seed{cell.seed}: "
-                       + (f"value {value:.3f}" if value is not None else "done"))
+        value_line(cell, metrics)
         self.show(0.0, "")
 
     def show(self, partial: float, status: str) -> None:
@@ -227,6 +239,21 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def value_line(cell: Cell, metrics: dict[str, Any]) -> None:
+    """The line each finished cell gets, above the progress bar (or alone, once it is closed)."""
+    value = metrics["final_value"]
+    tqdm.write(f"{cell.spec.name}/{cell.task} {cell.method} seed{cell.seed}: "
+               + (f"value {value:.3f}" if value is not None else "done"))
+
+
+class Interrupted(KeyboardInterrupt):
+    """A first Ctrl-C, after the running cells finished: `done` holds every cell this run finished."""
+
+    def __init__(self, done: list[dict[str, Any]]):
+        super().__init__()
+        self.done = done
 
 
 class Stopped(Exception):
@@ -272,11 +299,14 @@ def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: in
             try:
                 while running:
                     for handle in engine.wait(set(running), timeout=2.0):
-                        running.pop(handle)
+                        cell = running.pop(handle)
+                        done.append(engine.result(handle))
+                        value_line(cell, done[-1])
                 engine.close()
             except KeyboardInterrupt:
                 engine.close(abort=True)
-            raise
+                raise
+            raise Interrupted(done) from None
         except Stopped:
             engine.close(abort=True)  # SIGTERM: stop now; the running cells resume from their checkpoints
             raise

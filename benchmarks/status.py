@@ -125,8 +125,8 @@ def spec_folders(out: Path) -> list[str]:
 
 def regeneration_seconds(spec: Spec, states: list[CellState]) -> tuple[float, int]:
     """Seconds of work to remake the stale and missing cells, from each one's own
-    recorded wall time, else its (task, method)'s in the committed reference run;
-    and how many of them had neither (not counted)."""
+    recorded wall time, else the committed reference run's for its method on its
+    task (`reference_seconds`); and how many of them had neither (not counted)."""
     seconds, unknown = 0.0, 0
     for s in states:
         if s.state not in (STALE, MISSING, BROKEN):
@@ -158,7 +158,7 @@ def describe(spec: Spec, states: list[CellState], workers: int) -> list[str]:
         seconds, unknown = regeneration_seconds(spec, todo)
         slots = max(1, min(workers, len(todo)))
         lines.append(f"  to regenerate: {len(todo)} cell{'s' * (len(todo) != 1)}, about {seconds / slots / 60:.0f} min on {slots} "
-                     f"worker{'s' * (slots > 1)} (their recorded cell times"
+                     f"worker{'s' * (slots > 1)} (recorded cell times: theirs, else their method's on the task"
                      + (f"; {unknown} without one counted as {UNKNOWN_CELL_S:.0f} s" if unknown else "")
                      + f"): seiko-bench run {spec.name} reruns only these")
     return lines

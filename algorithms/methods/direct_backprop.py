@@ -8,7 +8,7 @@ last K steps. Here the reward is
 the reward model fitted on the feedback bought so far, since the oracle itself
 is not differentiable.
 
-How it differs from Greedy, which shares its machinery (`algorithms.finetune`):
+How it differs from Greedy, which shares its machinery (`seiko.finetune_direct`):
 - no KL anchor (kl_weight 0): AlignProp and DRaFT regularise only by the
   truncation and the number of steps, not by a KL to an earlier model;
 - the whole chain by default (AlignProp), as Greedy: on a masked sequence

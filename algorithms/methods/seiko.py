@@ -5,7 +5,7 @@ ICML 2024 (Algorithm 1). Round r:
   1. propose: sample n_r designs from the current model p^{r-1} and measure them;
   2. fit a reward model with uncertainty on all feedback so far (`reward_models`);
   3. fine-tune p^r = argmax E_p[r_hat(x) + bonus(x)] - alpha * KL(p || p^{r-1})
-     by direct back-propagation through the (truncated) sampler (`finetune`).
+     by direct back-propagation through the (truncated) sampler (`finetune_direct`).
 The variants differ only in step 3's optimism: UCB, Bootstrap, Thompson sampling,
 and none at all, which is the Greedy baseline (also registered from this file).
 
@@ -17,15 +17,16 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from algorithms.finetune import finetune_direct
 from algorithms.method import Context, Feedback, SamplingMethod, Variant
 from algorithms.optimism import LearnedRewardConfig, Optimism, objective
+from algorithms.parallel import ONE_PROCESS, PieceGradients, Ranks
 from algorithms.reward_models import RewardEnsemble
 from domains.base import DiffusionModel
 
@@ -60,6 +61,54 @@ class SeikoConfig(LearnedRewardConfig):
         for name in ("finetune_steps", "batch_size", "last_k"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def finetune_direct(
+    model: DiffusionModel,
+    reward: Callable[[torch.Tensor], torch.Tensor],
+    anchor: DiffusionModel | None,
+    *,
+    steps: int,
+    batch_size: int,
+    last_k: int,
+    kl_weight: float,
+    lr: float,
+    generator: torch.Generator,
+    grad_clip: float = 1.0,
+    ranks: Ranks = ONE_PROCESS,
+) -> dict[str, float]:
+    """SEIKO's step 3: maximise E[r(x)] - alpha * KL(p_theta || p_anchor) over
+    trajectories by direct back-propagation through the sampler, with the KL
+    summed over reverse steps along the sampled trajectory (SEIKO Eq. 6, the
+    trajectory-wise KL of Sec. 4.2); gradients flow through the last `last_k`
+    steps only (DRaFT-K, Clark et al. 2024; AlignProp, Prabhudesai et al. 2023).
+
+    `reward` maps `DifferentiableSample.x` to (N,) rewards. Each step's batch
+    is drawn and differentiated piece by piece (`Ranks.pieces`: this rank's
+    pieces, one piece on one process unless `shards` says otherwise), each
+    piece's gradient weighted by its share of the batch. Returns the last step's
+    mean reward and KL (diagnostics for the round record)."""
+    params = model.trainable_parameters()
+    opt = torch.optim.Adam(params, lr=lr)
+    reference = anchor if kl_weight > 0 else None
+    r = kl = torch.zeros(())
+    for _ in range(steps):
+        opt.zero_grad()
+        grads, rewards, kls = PieceGradients(params, ranks), [], []
+        for rows, piece_generator in ranks.pieces(batch_size, generator):
+            sample = model.sample_with_grad(len(rows), generator=piece_generator, last_k=last_k, reference=reference)
+            r, kl = reward(sample.x), sample.kl.sum(1)
+            loss = -(r - kl_weight * kl).mean() * (len(rows) / batch_size)
+            loss.backward()
+            grads.piece_done()
+            rewards.append(r.detach())
+            kls.append(kl.detach())
+        grads.sum()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+    if steps:  # the last step's whole batch, every rank's pieces
+        r, kl = torch.cat(ranks.gather(rewards, batch_size)), torch.cat(ranks.gather(kls, batch_size))
+    return {"finetune_reward": float(r.mean()), "finetune_kl": float(kl.mean())}
 
 
 class Seiko(SamplingMethod):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.finetune import finetune_direct
+from algorithms.methods.seiko import finetune_direct
 from domains.sequences.mdlm import MaskedDiffusionModel, MDLMConfig
 
 

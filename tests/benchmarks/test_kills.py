@@ -98,18 +98,23 @@ def test_the_children_of_a_parent_killed_by_sigkill_stop_and_write_nothing_more(
         kill_group(run)
 
 
-def test_one_ctrl_c_finishes_the_running_cells_and_starts_no_queued_one(tmp_path):
-    run = start(tmp_path)
+@pytest.mark.parametrize("seeds", ["[0,1,2,3]", "[0,1]"])
+def test_one_ctrl_c_finishes_the_running_cells_and_starts_no_queued_one(tmp_path, seeds):
+    run = start(tmp_path, "--set", f"seeds={seeds}")
     try:
         wait_until(lambda: len(list(tmp_path.glob(CELL_FOLDERS))) == 2, 120, "two cells to start")
         run.send_signal(signal.SIGINT)
-        _, err = run.communicate(timeout=300)
+        out, err = run.communicate(timeout=300)
     finally:
         kill_group(run)
     assert run.returncode == 130
     assert "finishing 2 running cells; Ctrl-C again to abort" in err and "Traceback" not in err
     folders = sorted(tmp_path.glob(CELL_FOLDERS))
     assert len(folders) == 2 and all((f / "metrics.json").exists() for f in folders)  # finished, and no third began
+    assert sorted(line.split(":")[0] for line in out.splitlines() if ": value " in line) == [
+        f"protein/ehrlich-l32-c2-k4 greedy seed{f.name[-1]}" for f in folders]  # each drained cell says its value
+    # The manifest is written when the drained cells complete the spec, and only then.
+    assert (tmp_path / "protein" / "manifest.json").exists() == (seeds == "[0,1]")
 
 
 def test_sigterm_stops_the_run_and_still_writes_the_report_of_what_finished(tmp_path):

@@ -267,7 +267,7 @@ def test_code_version_covers_the_methods_own_code_and_what_it_runs_not_other_met
     shared = {"loop.py", "budgeted_oracle.py", "method.py", "config.py", "registry.py"}
     assert shared <= names["ddpo-is"] and "seiko.py" not in names["ddpo-is"] and "reward_models.py" not in names["ddpo-is"]
     assert {"ddpo.py", "large_scale_rl.py"} <= names["large-scale-rl"]  # it runs DDPO's update
-    assert {"seiko.py", "reward_models.py", "finetune.py"} <= names["greedy"] and "ddpo.py" not in names["greedy"]
+    assert {"seiko.py", "reward_models.py", "optimism.py"} <= names["greedy"] and "ddpo.py" not in names["greedy"]
     assert code_version([], "ddpo-is")["hash"] != code_version([], "greedy")["hash"]
     assert code_version([], "ddpo-is") == code_version([], "ddpo-sf")  # variants of one module share its code
 
@@ -282,3 +282,20 @@ def test_the_run_header_counts_cells_and_forecasts_from_the_reference_run(copy_o
     line = plan([spec], copy_of_finished, workers=2, rerun=False)
     assert line.startswith("2 cells in 1 spec: 1 finished, 1 to run on 2 workers; expected about ")
     assert plan([spec], copy_of_finished, workers=2, rerun=True).startswith("2 cells in 1 spec: 0 finished, 2 to run")
+
+
+def test_a_cell_without_a_reference_of_its_own_is_forecast_from_its_method_on_the_task():
+    import json
+
+    from benchmarks.estimate import REFERENCE, reference_seconds
+    from benchmarks.spec import load_spec
+
+    def mean_wall(pattern: str) -> float:
+        times = [json.loads(p.read_text())["wall_s"] for p in REFERENCE.glob(f"{pattern}/seed*/metrics.json")]
+        return sum(times) / len(times)
+
+    tuning = load_spec("protein-tuning")  # not committed: its cells borrow the committed specs' times
+    assert reference_seconds(tuning, "ehrlich-l32-c2-k4", "greedy") == mean_wall("*/ehrlich-l32-c2-k4/greedy")
+    assert reference_seconds(tuning, "ehrlich-l32-c2-k4", "ucb-c1") == mean_wall("*/ehrlich-l32-c2-k4/seiko-ucb")
+    protein = load_spec("protein")
+    assert reference_seconds(protein, "ehrlich-l32-c2-k4", "greedy") == mean_wall("protein/ehrlich-l32-c2-k4/greedy")
