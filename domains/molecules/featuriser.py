@@ -26,7 +26,7 @@ from domains.molecules import graphs as G
 
 ATOMS = len(G.NODE_TYPES) - 1  # the real atom types, without the empty slot
 BONDS = len(G.BOND_TYPES) - 1  # the real bonds, without "no bond"
-MAX_VALENCE = torch.tensor([4.0, 3.0, 2.0, 1.0, 6.0, 1.0, 1.0])
+MAX_VALENCE = G.MAX_VALENCE[1:]
 """Largest valence RDKit accepts for C N O F S Cl Br, uncharged."""
 WALKS = range(3, 9)
 SCREEN = 32

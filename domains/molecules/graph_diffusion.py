@@ -50,6 +50,9 @@ from domains.molecules import graphs as G
 
 NODE_V, EDGE_V = len(G.NODE_TYPES), len(G.BOND_TYPES)
 BOND_ORDER = torch.arange(EDGE_V, dtype=torch.float32)  # bond type k has order k
+EXCLUDED = -1e4
+"""The logit of a type the valence mask excludes: a probability of 0 in float32, but
+finite, so that the KL of two masked models stays 0 * finite where both exclude it."""
 
 
 @dataclass
@@ -67,6 +70,15 @@ class GraphDiffusionConfig(MaskedSamplerConfig):
     """Width of the pair features (n^2 of them, so kept narrow)."""
     n_layers: int = 4
     n_heads: int = 4
+    valence_mask: bool = False
+    """Exclude, at every step, the types that would break a valence already decided:
+    a bond order above what either end has room for (its type's valence, less the
+    bond orders revealed around it; a masked end has room for the largest valence,
+    6), and an atom type whose valence is below the bond orders revealed around its
+    slot. A step revealing two bonds of one atom at once can still exceed it, and
+    nothing joins fragments, so validity stays below 1. Part of the policy, not a
+    correction after it: log-probs, KLs and training see the masked logits, and it
+    never excludes the true type of a valid molecule's masked element."""
 
     def __post_init__(self) -> None:
         if self.max_atoms < 2:
@@ -185,7 +197,8 @@ class GraphDiffusionModel(MaskedPolicy, Checkpointed):
 
     # ----- the MaskedPolicy hooks ------------------------------------------------
     def _logits(self, z: Fields) -> Fields:
-        return self.denoiser(*z)
+        logits = self.denoiser(*z)
+        return valence_masked(z, *logits) if self.cfg.valence_mask else logits
 
     def _split(self, x: G.Graphs) -> Fields:
         return x.nodes, x.edges
@@ -202,3 +215,19 @@ class GraphDiffusionModel(MaskedPolicy, Checkpointed):
 
     def decode(self, x: G.Graphs) -> list[str]:
         return G.decode(x)
+
+
+def valence_masked(z: Fields, node_logits: torch.Tensor, edge_logits: torch.Tensor) -> Fields:
+    """The logits with the types that break a decided valence excluded (`GraphDiffusionConfig.valence_mask`).
+    The masks read the state `z` (one-hots with the mask last) without a gradient: they are where the
+    state is, not what the gradient moves."""
+    nodes, edges = (t.detach() for t in z)
+    valence = (edges[..., :EDGE_V] * BOND_ORDER).sum((-1, -2))  # (N, n): bond orders revealed around a slot
+    revealed = nodes[..., NODE_V] < 0.5
+    capacity = torch.where(revealed, (nodes[..., :NODE_V] * G.MAX_VALENCE).sum(-1), G.MAX_VALENCE.max())
+    room = capacity - valence
+    edge_ok = torch.minimum(room[:, :, None], room[:, None, :])[..., None] >= BOND_ORDER
+    edge_ok[..., 0] = True  # no bond is always possible
+    node_ok = valence[..., None] <= G.MAX_VALENCE
+    node_ok = node_ok | ~node_ok.any(-1, keepdim=True)  # a slot past every valence: nothing to choose between
+    return node_logits.masked_fill(~node_ok, EXCLUDED), edge_logits.masked_fill(~edge_ok, EXCLUDED)

@@ -36,6 +36,9 @@ NODE_TYPES = ("*", "C", "N", "O", "F", "S", "Cl", "Br")
 filters keep C, N, O, F, S, Cl, Br and no charged atoms)."""
 BOND_TYPES = (None, Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
 """Bond types by index; 0 is no bond, and index k is a bond of order k."""
+MAX_VALENCE = torch.tensor([0.0, 4.0, 3.0, 2.0, 1.0, 6.0, 1.0, 1.0])
+"""The largest valence of each node type, uncharged, as RDKit sanitises it ("*", an empty slot,
+holds no bond)."""
 _ATOM_INDEX = {symbol: i for i, symbol in enumerate(NODE_TYPES) if symbol != "*"}
 _BOND_INDEX = {bond: i for i, bond in enumerate(BOND_TYPES) if bond is not None}
 

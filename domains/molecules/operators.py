@@ -7,9 +7,9 @@ reaction SMARTS and draws from Python's `random` and numpy; here they are direct
 molecule (written for this project, not copied), so that every random choice is a draw from the caller's
 torch generator and a seeded run breeds the same children.
 
-Every child is checked against what the graph model can hold (`domains.molecules.graphs`): it sanitises,
-is one fragment of at most `max_atoms` uncharged heavy atoms from C N O F S Cl Br, and kekulises, so
-`graphs.encode` always takes it. Like GB-GA's `ring_OK`, a child is also refused a ring larger than its
+Every child is checked against what the graph model's vocabulary holds (`domains.molecules.graphs`): it
+sanitises, is one fragment of at most `max_atoms` uncharged heavy atoms from C N O F S Cl Br, and
+kekulises, so `graphs.encode` takes it whenever it fits the model's slots. Like GB-GA's `ring_OK`, a child is also refused a ring larger than its
 parents' largest (and than six), a double bond inside a three- or four-membered ring, or a ring allene.
 Two refusals go beyond GB-GA, which leaves them to sanitisation, and sanitisation accepts them: a triple
 bond in a ring, and an atom with hydrogens above its lowest valence ([SH] with three bonds, as changing
@@ -260,7 +260,8 @@ def _swap_ends(piece: Chem.Mol) -> Chem.Mol:
 
 class MoleculeOperators:
     """The molecule domain's `Operators` on SMILES designs: GB-GA's graph mutations and cut-and-join
-    crossover, with children the graph model of `max_atoms` slots can hold."""
+    crossover, with children of at most `max_atoms` heavy atoms (the task sets it above the graph
+    model's slots, `tasks.SEARCH_MAX_ATOMS`: a search's children are measured, never encoded)."""
 
     def __init__(self, max_atoms: int):
         self.max_atoms = max_atoms

@@ -21,7 +21,7 @@ from domains.sequences.operators import StringOperators
 CFG = MDLMConfig(alphabet="ACDE", length=6, num_steps=6, d_model=16, n_layers=1, n_heads=2)
 ROUNDS = [8, 8]
 BUDGET = sum(ROUNDS)
-LEAVE_MODEL_ALONE = {"best-of-n", "genetic", "guidance", "screening"}  # search, or steer sampling without training
+LEAVE_MODEL_ALONE = {"best-of-n", "genetic", "graph-ga", "guidance", "screening"}  # search, or steer sampling without training
 FAST = {"finetune_steps": 2, "batch_size": 4, "last_k": 2, "reward_model": {"steps": 5, "hidden": 8, "min_feasible": 2}}
 
 

@@ -60,6 +60,27 @@ def test_genetic_crossover_mixes_parents_position_by_position():
     assert any(len(set(c)) == 2 for c in children)
 
 
+def test_graph_ga_draws_parents_in_proportion_to_score_from_its_best_feasible_designs():
+    ga = build_method("graph-ga", context(), {"population": 3, "mutation_rate": 0.0})
+    first = ga.propose(model(), 6, round=1).designs  # the first generation: the pretrained model's samples
+    assert len(first) == 6 and all(len(d) == CFG.length for d in first)
+    data = feedback(["AAAAAA", "CCCCCC", "DDDDDD", "EEEEEE", "AAAAAA"],
+                    [3.0, 1.0, 0.0, 9.0, 3.0], [True, True, True, False, True])
+    ga.update(model(), data, round=1)
+    assert ga.population()[0] == ["AAAAAA", "CCCCCC", "DDDDDD"]  # feasible, best first, repeats once
+    # Every child is a crossover of two pool members: a letter comes from A (weight 3/4) or C (1/4); D scores 0.
+    children = ga.propose(model(), 2000, round=2).designs
+    letters = "".join(children)
+    assert set(letters) == {"A", "C"}
+    assert abs(letters.count("A") / len(letters) - 0.75) < 0.03
+
+
+def test_graph_ga_runs_generations_of_its_own_size_whatever_the_rounds():
+    ga = build_method("graph-ga", context())
+    assert ga.schedule([100, 200, 300, 400]) == [70] * 14 + [20]
+    assert build_method("graph-ga", context(), {"offspring": 50}).schedule([100, 200]) == [50] * 6
+
+
 def test_best_of_n_has_no_learned_reward_and_samples_the_model():
     method = build_method("best-of-n", context())
     assert len(method.propose(model(), 5, round=1).designs) == 5

@@ -93,6 +93,25 @@ def test_min_p_keeps_draws_near_the_top_type():
         assert (drawn[new] >= 0.9 * probs.amax(-1)[new] - 1e-6).all()
 
 
+def over_valence(graphs: G.Graphs) -> int:
+    """Slots whose bond orders exceed their type's valence (an empty slot holds none), over all graphs."""
+    orders = graphs.edges.clamp(max=len(G.BOND_TYPES) - 1).float().sum(-1)
+    return int((orders > G.MAX_VALENCE[graphs.nodes.clamp(max=len(G.NODE_TYPES) - 1)]).sum())
+
+
+def test_the_valence_mask_keeps_every_atom_within_its_valence_when_one_element_is_revealed_a_step():
+    # 5 slots and 10 pairs: 15 steps reveal one element each, so the mask sees every decision before it.
+    # An untrained network bonds freely, so without the mask many slots exceed their valence.
+    free, masked = (tiny(num_steps=15, max_atoms=5, valence_mask=mask) for mask in (False, True))
+    samples = {m: m.sample(200, generator=torch.Generator().manual_seed(0), keep_trajectory=True) for m in (free, masked)}
+    assert over_valence(samples[free].trajectory.states[-1]) > 50
+    assert over_valence(samples[masked].trajectory.states[-1]) == 0
+    # The mask is part of the policy: log-probs of its own samples and its KL to itself stay finite.
+    trajectory = samples[masked].trajectory
+    assert torch.isfinite(masked.log_prob(trajectory)).all()
+    assert torch.allclose(masked.kl(trajectory, masked.frozen_copy()).sum(1), torch.zeros(200), atol=1e-5)
+
+
 def test_featuriser_counts_atoms_bonds_environments_and_what_breaks_a_molecule():
     featuriser = MoleculeFeaturiser(8)
     acid, ring, pieces, crowded = featuriser(["CC(=O)O", "C1CC1", "CCO.C", "CC(C)(C)(C)C"])
