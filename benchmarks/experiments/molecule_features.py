@@ -21,13 +21,8 @@ from benchmarks.experiments.ranking import spearman_cells
 # The one name no `Task` gives: the shipped MOSES sample as a pool of distinct SMILES. A task's
 # `pretraining_data` draws from it with replacement, and as graphs, so a held-out molecule could
 # be a training one; the domain's own reader is imported instead of changing the domain.
-from domains.molecules.tasks import reference_smiles
+from domains.molecules.tasks import FEATURES, reference_smiles
 from domains.tasks import get_task
-
-FEATURES = ("gnn", "environments")
-"""The molecule tasks' `features` parameter (`domains/molecules/tasks.py`): the descriptor-trained
-GNN's embedding (the default) and counted radius-1 environments. Named here, as the tasks are,
-because a task reports only the one it was built with."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,8 +8,8 @@ so that the same map applies to relaxed samples with gradients.
   objectives are similarities on such fingerprints plus properties (TPSA,
   logP, rotatable bonds) that are sums over these environments.
 - Valence excess by atom type (bond orders around an atom above what its
-  element allows) and isolated atoms: the two ways a sampled graph fails to be
-  one sane molecule, as linear features the feasibility model can blame
+  element allows), isolated atoms and pieces beyond the first: the ways a
+  sampled graph fails to be one sane molecule, as linear features the feasibility model can blame
   (`algorithms.reward_models.FeasibilityClassifier`), as bigram counts are for
   sequences.
 - Closed walks of length 3 to 8 (traces of powers of the adjacency), which
@@ -18,6 +18,7 @@ so that the same map applies to relaxed samples with gradients.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -82,13 +83,13 @@ def _atoms_and_bonds(x: G.SoftGraphs) -> tuple[torch.Tensor, torch.Tensor, torch
     return atoms, x.edges[..., 1:] * keep[..., None], present
 
 
-HAZARDS = ATOMS + 1
+HAZARDS = ATOMS + 2
 
 
 def hazards(x: G.SoftGraphs) -> torch.Tensor:
     """(N, HAZARDS): valence excess by atom type (bond orders around an atom above what
-    its element allows) and isolated atoms, the ways a sampled graph fails to be one
-    sane molecule, as linear features the feasibility model can blame."""
+    its element allows), isolated atoms and pieces beyond the first, the ways a sampled
+    graph fails to be one sane molecule, as linear features the feasibility model can blame."""
     return _hazards(*_atoms_and_bonds(x))
 
 
@@ -96,4 +97,17 @@ def _hazards(atoms: torch.Tensor, bonds: torch.Tensor, present: torch.Tensor) ->
     valence = (bonds * torch.arange(1.0, BONDS + 1)).sum((-1, -2))  # (N, n) bond orders around each atom
     excess = torch.einsum("nia,nia->na", atoms, torch.relu(valence[..., None] - MAX_VALENCE))
     lonely = (present * torch.prod(1 - bonds.sum(-1), dim=-1)).sum(1, keepdim=True)
-    return torch.cat([excess, lonely], 1)
+    return torch.cat([excess, lonely, _extra_pieces(bonds.sum(-1), present)], 1)
+
+
+def _extra_pieces(adjacency: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """(N, 1) connected pieces beyond the first, the disconnected samples that sanitise but
+    are no one molecule. Reachability is (I + A) squared until it spans the graph, each
+    product clamped at 1; an atom's piece has as many atoms as it reaches, so the pieces
+    are the sum of 1 / reach. Exact on a hard graph; on bond probabilities, a pair of
+    pieces moves towards one as the bonds between them become likelier."""
+    reach = (adjacency + torch.diag_embed(present)).clamp(max=1)
+    for _ in range(math.ceil(math.log2(max(adjacency.shape[1], 2)))):
+        reach = (reach @ reach).clamp(max=1)
+    pieces = (present / reach.sum(-1).clamp_min(1)).sum(1, keepdim=True)
+    return (pieces - 1).clamp_min(0)

@@ -3,8 +3,11 @@ uniqueness, novelty, QED, SA and the Frechet ChemNet distance.
 
 Definitions follow MOSES (Polykovskiy et al. 2020) and GuacaMol's
 distribution-learning suite: validity is the fraction of samples RDKit
-sanitises as one molecule, with no valence correction (GDSS and DiGress report
-it this way); uniqueness is distinct valid molecules over valid ones; novelty
+sanitises as one molecule, with no valence correction. DiGress and GDSS count
+a sample that sanitises but falls into several fragments as valid, scored as
+its largest fragment (DiGress's `compute_validity`, GDSS's
+`valid_mol_can_with_seg`); that figure is `validity_largest_fragment`, the
+one to set beside theirs. Uniqueness is distinct valid molecules over valid ones; novelty
 is valid distinct molecules absent from the reference set over distinct ones.
 FCD (Preuer et al. 2018) compares ChemNet activations of the valid samples with
 those of reference molecules; the `fcd` package ships ChemNet's weights, so it
@@ -39,6 +42,7 @@ def quality(samples: Sequence[str], reference: Sequence[str], *, fcd_reference: 
     report: dict[str, Any] = {
         "samples": len(samples),
         "validity": len(valid) / max(len(samples), 1),
+        "validity_largest_fragment": sum(r is None or r.endswith(" fragments") for r in reasons) / max(len(samples), 1),
         "uniqueness": len(distinct) / max(len(valid), 1),
         "novelty": len(distinct - known) / max(len(distinct), 1),
         "invalid_reasons": dict(Counter(r.split(":")[0] for r in reasons if r is not None).most_common()),

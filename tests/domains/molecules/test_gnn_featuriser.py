@@ -30,7 +30,7 @@ def test_designs_and_their_one_hot_graphs_have_the_same_features_and_slots_do_no
 def test_the_feasibility_model_reads_the_appended_hazards_only():
     f = featuriser()
     x = f(["CC(C)(C)(C)C", "CCO.C"])
-    assert x[:, f.hazard_columns].tolist() == [[1, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1]]
+    assert x[:, f.hazard_columns].tolist() == [[1, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1, 1]]
 
 
 def test_relaxed_features_carry_gradients_to_atoms_and_bonds():
@@ -57,11 +57,13 @@ def test_a_spec_picks_the_features_by_task_parameter_and_unknown_ones_are_refuse
     import pytest
 
     from domains.molecules.featuriser import MoleculeFeaturiser
+    from domains.molecules.morgan_featuriser import MorganFeaturiser
     from domains.tasks import get_task
 
     assert isinstance(get_task("qed").featuriser, GNNFeaturiser)
+    assert isinstance(get_task("qed", features="morgan").featuriser, MorganFeaturiser)
     assert isinstance(get_task("qed", features="environments").featuriser, MoleculeFeaturiser)
     with pytest.raises(ValueError, match="takes only the parameter features; got colour"):
         get_task("qed", colour="red")
-    with pytest.raises(ValueError, match="features must be one of gnn, environments"):
-        get_task("qed", features="morgan")
+    with pytest.raises(ValueError, match="features must be one of gnn, morgan, environments"):
+        get_task("qed", features="ecfp")

@@ -12,7 +12,7 @@ import torch
 from domains.molecules import graphs as G
 from domains.molecules import oracles
 from domains.molecules.data import read_smiles
-from domains.molecules.featuriser import MoleculeFeaturiser
+from domains.molecules.featuriser import MoleculeFeaturiser, hazards
 from domains.molecules.graph_diffusion import GraphDiffusionConfig, GraphDiffusionModel
 from domains.molecules.quality import quality, top_designs_metrics
 from domains.wheels import DataError
@@ -120,12 +120,25 @@ def test_featuriser_counts_atoms_bonds_environments_and_what_breaks_a_molecule()
     # acetic acid's centre carbon has three two-bond paths; the methyl carbon none
     two_bond_paths = acid[10 + 1 + 84:10 + 1 + 84 + 7 * 231]
     assert two_bond_paths.sum() == 3
-    excess, lonely, walks = slice(-14, -7), -7, slice(-6, None)
+    excess, lonely, extra, walks = slice(-15, -8), -8, -7, slice(-6, None)
     assert crowded[excess].tolist() == [1, 0, 0, 0, 0, 0, 0] and acid[excess].sum() == 0
     assert pieces[lonely] == 1 and acid[lonely] == 0
+    assert pieces[extra] == 1 and featuriser(["CC.CC"])[0, extra] == 1 and acid[extra] == 0
     assert ring[walks][0] == 1 and acid[walks][0] == 0  # one triangle
-    hazards = featuriser.hazard_columns  # what the feasibility model reads: excess valences and isolated atoms
-    assert crowded[hazards].tolist() == crowded[-14:-6].tolist() and pieces[hazards][-1] == 1
+    hazards = featuriser.hazard_columns  # what the feasibility model reads: excess valences, isolated atoms, pieces
+    assert crowded[hazards].tolist() == crowded[-15:-6].tolist() and pieces[hazards][-2:].tolist() == [1, 1]
+
+
+def test_two_pieces_grow_together_as_a_bond_between_them_becomes_likelier():
+    x = G.one_hot(G.encode(["CC.CC"], 4))
+    atoms = x.nodes.argmax(-1)[0].nonzero().flatten().tolist()
+    apart = [(i, j) for i in atoms for j in atoms if i < j and x.edges[0, i, j, 0] == 1]
+    i, j = apart[0]
+    edges = x.edges.clone().requires_grad_()
+    extra = hazards(G.SoftGraphs(x.nodes, edges))[0, -1]
+    assert extra == 1
+    (grad,) = torch.autograd.grad(extra, edges)
+    assert grad[0, i, j, 1:].sum() + grad[0, j, i, 1:].sum() < 0  # a bond there means fewer pieces
 
 
 def test_featuriser_of_relaxed_graphs_is_that_of_designs_on_one_hots_and_differentiable():
@@ -150,6 +163,8 @@ def test_generator_report_counts_validity_uniqueness_and_novelty_as_moses_does()
     samples = ["CCO", "OCC", "c1ccccc1O", "CC(C)(C)(C)C", "CCO.C", "CC(=O)Nc1ccc(O)cc1"]
     report = quality(samples, ["CCO", "CCN"])
     assert report["validity"] == 4 / 6 and report["uniqueness"] == 3 / 4 and report["novelty"] == 2 / 3
+    # DiGress and GDSS keep a disconnected sample's largest fragment: valid there, not here.
+    assert report["validity_largest_fragment"] == 5 / 6
     assert report["invalid_reasons"] == {"does not sanitise": 1, "2 fragments": 1}
     assert 0 < report["qed_mean"] < 1 and report["fcd"] > 0
 
