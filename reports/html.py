@@ -56,6 +56,8 @@ DEFINITIONS: dict[str, str] = {
     "proposed_feasible": "Feasible fraction of every design proposed to the oracle, including those that cost "
                          "nothing (repeats, and infeasible designs on tasks where those are free): where invalid "
                          "designs are free, only this shows a model that collapsed into proposing them.",
+    "proposed_repeats": "Share of every design proposed to the oracle that repeated one already measured (free): "
+                        "a row that used less than its budget because its model only repeats itself shows it here.",
     "queries_used": "Charged queries (at most the budget; a repeat of an earlier design is free).",
     "eval_oracle_calls": "Oracle calls of the held-out evaluation: uncharged, but a lab pays for them.",
     "wall_s": "Wall time of the whole cell, evaluation included.",

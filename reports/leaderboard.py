@@ -46,17 +46,23 @@ def find_cells(results_dir: Path, code: dict[str, str] | None = None) -> pd.Data
         spec, task, method = path.parts[-5:-2]
         state = (code or {}).get(path.parent.relative_to(results_dir).as_posix(), NOT_CHECKED)
         rows.append({**json.loads(path.read_text()), "spec": spec, "task": task, "method": method, "dir": path.parent,
-                     "proposed_feasible": proposed_feasible(path.parent / "queries.csv"),
+                     **proposal_shares(path.parent / "queries.csv"),
                      "code_state": state})
     return pd.DataFrame(rows)
 
 
-def proposed_feasible(log: Path) -> float:
-    """Feasible fraction of every design a cell proposed to the oracle, free ones
-    included: where infeasible designs cost nothing (PMO's rule for molecules), the
-    charged queries' feasible rate is 1.0 however many invalid designs a collapsed
-    model proposes, and only this column shows the collapse."""
-    return float(pd.read_csv(log, usecols=["feasible"])["feasible"].mean()) if log.exists() else float("nan")
+def proposal_shares(log: Path) -> dict[str, float]:
+    """Of every design a cell proposed to the oracle, free ones included: the feasible
+    fraction (`proposed_feasible`) and the share that repeated a design already
+    measured (`proposed_repeats`). Where infeasible designs cost nothing (PMO's rule
+    for molecules), the charged queries' feasible rate is 1.0 however many invalid
+    designs a collapsed model proposes, and only the first shows the collapse; a
+    cell that used less than its budget says with the second whether it is because
+    its model can only repeat itself."""
+    if not log.exists():
+        return {"proposed_feasible": float("nan"), "proposed_repeats": float("nan")}
+    frame = pd.read_csv(log, usecols=["feasible", "cached"])
+    return {"proposed_feasible": float(frame["feasible"].mean()), "proposed_repeats": float(frame["cached"].mean())}
 
 
 def code_states(cells: pd.DataFrame) -> pd.Series:
@@ -119,6 +125,7 @@ COLUMNS: list[tuple[str, str, Callable[[pd.Series], str]]] = [
     ("best (mean)", "best", _mean("{:.3f}")),
     ("feasible rate of queries", "feasible_rate", _mean("{:.3f}")),
     ("feasible rate of all proposals (free ones too)", "proposed_feasible", _mean("{:.3f}")),
+    ("repeats among all proposals", "proposed_repeats", _mean("{:.3f}")),
     ("queries used", "queries_used", _mean("{:.0f}")),
     ("evaluation oracle calls", "eval_oracle_calls", _mean("{:.0f}")),
     ("wall time (s)", "wall_s", _mean("{:.1f}")),

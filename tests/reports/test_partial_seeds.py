@@ -41,16 +41,19 @@ def test_a_run_without_held_out_evaluation_shows_no_evaluation_columns():
     assert any(c.startswith("AUC top-10") for c in columns)
 
 
-def test_the_leaderboard_shows_the_feasible_rate_of_free_proposals_too(tmp_path):
+def test_the_leaderboard_shows_the_feasible_rate_and_the_repeats_of_free_proposals_too(tmp_path):
     import pandas as pd
 
     write_cell(tmp_path, "ucb", 0, 0.5)
     log = next(tmp_path.glob("*/*/ucb/seed0/queries.csv"))
     frame = pd.read_csv(log)
     extra = frame.iloc[[0] * 4].assign(feasible=False, charged=False, call=None)  # four free invalid proposals
-    pd.concat([frame, extra]).to_csv(log, index=False)
+    again = frame.iloc[[1] * 2].assign(charged=False, cached=True, call=None)  # two free repeats
+    pd.concat([frame, extra, again]).to_csv(log, index=False)
     cells = find_cells(tmp_path)
-    expected = frame["feasible"].sum() / (len(frame) + 4)
+    expected = (frame["feasible"].sum() + again["feasible"].sum()) / (len(frame) + 6)
     assert cells["proposed_feasible"].iloc[0] == expected < cells["feasible_rate"].iloc[0] + 1e-12
-    column = "feasible rate of all proposals (free ones too)"
-    assert leaderboard_table(cells)[column].iloc[0] == f"{expected:.3f}"
+    assert cells["proposed_repeats"].iloc[0] == (frame["cached"].sum() + 2) / (len(frame) + 6) > 0
+    table = leaderboard_table(cells)
+    assert table["feasible rate of all proposals (free ones too)"].iloc[0] == f"{expected:.3f}"
+    assert table["repeats among all proposals"].iloc[0] == f"{cells['proposed_repeats'].iloc[0]:.3f}"
