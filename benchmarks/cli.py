@@ -89,15 +89,18 @@ def _run(args: argparse.Namespace) -> None:
 
 def _dry_run(specs: list[Spec], args: argparse.Namespace) -> None:
     """What `run` would do, and what it would cost, with nothing run or written."""
-    from benchmarks.estimate import plan
+    from benchmarks.estimate import machine_factor, plan
+    from benchmarks.experiments.yardstick import reference_seconds as yardstick_seconds
     from benchmarks.status import describe, spec_states
 
     workers = args.workers or max(1, (os.cpu_count() or 1) // args.processes)
-    print(f"seiko-bench: dry run: {plan(specs, args.out, workers, args.rerun, args.processes)}")
+    torch.set_num_threads(1)  # as each cell runs, and as the reference machine's yardstick was timed
+    factor = machine_factor(min(yardstick_seconds() for _ in range(3)))  # a warm process's best, as stored
+    print(f"seiko-bench: dry run: {plan(specs, args.out, workers, args.rerun, args.processes, factor)}")
     for spec in specs:
         print("\n".join(describe(spec, spec_states(spec, args.out), workers)))
-    print("Times are the committed reference run's; the progress bar of a real run corrects them by this "
-          "machine's measured speed.")
+    print("Per-spec times are the committed reference run's; the progress bar of a real run corrects them by "
+          "this machine's measured speed.")
 
 
 def _report_what_finished(out: Path, specs: list[Spec]) -> None:

@@ -2,10 +2,13 @@
 
 The expected time comes from the reference run committed in `results/`: each
 cell still to run counts the wall time its (spec, task, method) took there, on
-average over seeds, and the total is shared among the workers. It is a
-forecast for the machine that made the reference (2 cores), not a promise; the
-runner's progress bar counts work in these reference seconds, so its ETA
-corrects the forecast by the speed this machine actually shows.
+average over seeds, and the total is shared among the workers. That is a
+forecast for the machine that made the reference (2 cores); a dry run scales
+it by how long this machine takes for the yardstick against the time stored
+for that machine (`REFERENCE_MACHINE`), a few tenths of a second of measuring
+before anything is spent. Still a forecast, not a promise: the runner's
+progress bar counts work in reference seconds, so its ETA corrects it by the
+speed this machine actually shows once cells run.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from benchmarks.code_version import cell_code
 from benchmarks.spec import Spec
 
 REFERENCE = Path(__file__).resolve().parent.parent / "results"
+REFERENCE_MACHINE = Path(__file__).with_name("reference_machine.json")
+"""The yardstick's time (`benchmarks.experiments.yardstick`) on the machine that made the
+committed reference run, measured idle: what this machine's yardstick is divided by."""
 UNKNOWN_CELL_S = 60.0
 """What a cell with no reference time counts as in the progress bar (a new task or method)."""
 
@@ -72,8 +78,18 @@ def expected_seconds(cell: Cell) -> float:
     return UNKNOWN_CELL_S if cell.reference_s is None else cell.reference_s
 
 
-def plan(specs: list[Spec], out: Path, workers: int, rerun: bool, processes: int = 1) -> str:
-    """One line: cells in all, finished, to run, and the expected wall time."""
+def machine_factor(yardstick_s: float, stored: Path = REFERENCE_MACHINE) -> float | None:
+    """This machine's yardstick time over the reference machine's (2.0: half as fast), or
+    None where no reference time is stored."""
+    if not stored.exists():
+        return None
+    return yardstick_s / float(json.loads(stored.read_text())["yardstick_s"])
+
+
+def plan(specs: list[Spec], out: Path, workers: int, rerun: bool, processes: int = 1,
+         factor: float | None = None) -> str:
+    """One line: cells in all, finished, to run, and the expected wall time, scaled by
+    `factor` (`machine_factor`) where given."""
     total = done = unknown = 0
     seconds = 0.0
     for spec in specs:
@@ -86,7 +102,12 @@ def plan(specs: list[Spec], out: Path, workers: int, rerun: bool, processes: int
     line = (f"{total} cell{'s' * (total != 1)} in {len(specs)} spec{'s' * (len(specs) > 1)}: {done} finished, {todo} to run "
             f"on {workers} worker{'s' * (workers > 1)}")
     if todo and todo > unknown:
-        line += f"; expected about {seconds / min(workers, todo) / 60:.0f} min from the reference run's cell times"
+        minutes = seconds / min(workers, todo) / 60
+        if factor is None:
+            line += f"; expected about {minutes:.0f} min from the reference run's cell times"
+        else:
+            line += (f"; expected about {minutes * factor:.0f} min on this machine (the reference run's cell times, "
+                     f"{minutes:.0f} min, x {factor:.2f}: its yardstick against the reference machine's)")
         if unknown:
             line += f" ({unknown} cells without a reference time not counted)"
     return line

@@ -284,6 +284,27 @@ def test_the_run_header_counts_cells_and_forecasts_from_the_reference_run(copy_o
     assert plan([spec], copy_of_finished, workers=2, rerun=True).startswith("2 cells in 1 spec: 0 finished, 2 to run")
 
 
+def test_a_dry_run_scales_the_forecast_by_this_machines_yardstick_against_the_reference_machines(tmp_path):
+    import json
+    import re
+
+    from benchmarks.estimate import REFERENCE_MACHINE, machine_factor, plan
+    from benchmarks.spec import load_spec
+
+    stored = tmp_path / "machine.json"
+    stored.write_text(json.dumps({"yardstick_s": 0.5}))
+    assert machine_factor(1.0, stored) == 2.0 and machine_factor(1.0, tmp_path / "none.json") is None
+    assert machine_factor(1.0) is not None, f"{REFERENCE_MACHINE.name} is shipped beside the estimate"
+    spec = load_spec("protein")
+
+    def minutes(line: str) -> int:
+        return int(re.search(r"expected about (\d+) min", line).group(1))
+
+    reference, here = plan([spec], tmp_path, 2, False), plan([spec], tmp_path, 2, False, factor=2.0)
+    assert "on this machine" in here and "on this machine" not in reference
+    assert abs(minutes(here) - 2 * minutes(reference)) <= 1
+
+
 def test_a_cell_without_a_reference_of_its_own_is_forecast_from_its_method_on_the_task():
     import json
 
