@@ -6,7 +6,11 @@ pretrained model (the gradient SEIKO's and Greedy's first Adam step follows).
 
 Prints the signal-to-noise ratio per batch (|mean g|^2 over the mean |g - mean g|^2)
 and the mean cosine between two batches' gradients: near 1, every batch pushes the
-same way; near 0, a step follows the batch's noise.
+same way; near 0, a step follows the batch's noise. The straight-through gradient
+is biased, so it also prints its cosine with an unbiased estimate of the same
+gradient, the score-function one (REINFORCE with the mean as baseline) over
+`--score-samples` samples, and that estimate's own cosine between its two halves
+(how far its noise lets the comparison see).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16, help="samples per gradient, as a fine-tuning step")
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--score-samples", type=int, default=1024)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     task = get_task(args.task)
@@ -50,8 +55,24 @@ def main(argv: list[str] | None = None) -> None:
     snr = mean.pow(2).sum() / (g - mean).pow(2).sum(1).mean()
     pairs = torch.nn.functional.cosine_similarity(g[:, None], g[None], -1).triu(1)
     cosine = pairs.sum() / (len(g) * (len(g) - 1) / 2)
+    halves = [score_function_gradient(task, model, reward, params, args.score_samples // 2, args.seed + 1000 + h)
+              for h in range(2)]
+    unbiased = (halves[0] + halves[1]) / 2
+    cos = torch.nn.functional.cosine_similarity
     print(f"{args.task}: reward model fitted on {args.fit}, batches of {args.batch}: SNR per batch {snr:.3f}, "
-          f"mean cosine between batches {cosine:.3f}, learned reward {np.mean(values):.3f} +- {np.std(values):.3f}")
+          f"mean cosine between batches {cosine:.3f}, learned reward {np.mean(values):.3f} +- {np.std(values):.3f}; "
+          f"cosine with the score-function gradient of {args.score_samples} samples {cos(mean, unbiased, 0):.3f} "
+          f"(its halves with each other {cos(halves[0], halves[1], 0):.3f})")
+
+
+def score_function_gradient(task, model, reward, params, n: int, seed: int) -> torch.Tensor:
+    """E[(r(x) - mean r) grad log p(trajectory)] over n hard samples: unbiased, noisy."""
+    out = model.sample(n, generator=torch.Generator().manual_seed(seed), keep_trajectory=True)
+    with torch.no_grad():
+        r = reward(task.featuriser(out.designs))
+    log_p = model.log_prob(out.trajectory).sum(1)
+    grads = torch.autograd.grad(((r - r.mean()) * log_p).mean(), params)
+    return torch.cat([g.flatten() for g in grads])
 
 
 if __name__ == "__main__":
