@@ -10,7 +10,10 @@ same way; near 0, a step follows the batch's noise. The straight-through gradien
 is biased, so it also prints its cosine with an unbiased estimate of the same
 gradient, the score-function one (REINFORCE with the mean as baseline) over
 `--score-samples` samples, and that estimate's own cosine between its two halves
-(how far its noise lets the comparison see).
+(how far its noise lets the comparison see). With `--trace N` it then follows the
+gradient for N Adam steps (no KL, as direct back-propagation) and prints, every 5,
+the learned reward and the oracle's value of 256 fresh samples: whether the path
+raises what the first step points at.
 """
 
 from __future__ import annotations
@@ -33,13 +36,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--score-samples", type=int, default=1024)
+    parser.add_argument("--trace", type=int, default=0, help="Adam steps to follow the gradient for")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--unseen-hazard", type=float, default=0.0,
+                        help="the reward model's pessimism about hazards no feasible design has shown")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     task = get_task(args.task)
     model, generator = task.load_model(), torch.Generator().manual_seed(args.seed)
     designs = model.sample(args.fit, generator=generator).designs
     answers = task.oracle(designs)
-    reward_model = RewardEnsemble.for_featuriser(task.featuriser, RewardModelConfig(ensemble_size=1, bootstrap=False))
+    reward_model = RewardEnsemble.for_featuriser(task.featuriser, RewardModelConfig(ensemble_size=1, bootstrap=False,
+                                                                                     unseen_hazard=args.unseen_hazard))
     reward_model.fit(task.featuriser(designs), answers.reward, answers.feasible, task.oracle.floor, generator)
     reward = objective(reward_model, "none", OptimismConfig(), generator)
     params = model.trainable_parameters()
@@ -63,6 +71,30 @@ def main(argv: list[str] | None = None) -> None:
           f"mean cosine between batches {cosine:.3f}, learned reward {np.mean(values):.3f} +- {np.std(values):.3f}; "
           f"cosine with the score-function gradient of {args.score_samples} samples {cos(mean, unbiased, 0):.3f} "
           f"(its halves with each other {cos(halves[0], halves[1], 0):.3f})")
+    if args.trace:
+        trace(task, model, reward, params, args)
+
+
+def trace(task, model, reward, params, args: argparse.Namespace) -> None:
+    """Follow the straight-through gradient with Adam; every 5 steps, 256 fresh samples' learned reward and value."""
+    opt = torch.optim.Adam(params, lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed + 2000)
+    for step in range(args.trace + 1):
+        if step % 5 == 0:
+            with torch.no_grad():
+                designs = model.sample(256, generator=torch.Generator().manual_seed(args.seed + 3000)).designs
+                learned = reward(task.featuriser(designs)).mean().item()
+            answers = task.oracle(designs)
+            value = np.where(answers.feasible, np.nan_to_num(answers.reward), task.oracle.floor).mean()
+            print(f"  step {step}: learned reward {learned:.3f}, value {value:.3f}, feasible {answers.feasible.mean():.2f}",
+                  flush=True)
+        if step == args.trace:
+            break
+        sample = model.sample_with_grad(args.batch, generator=generator, last_k=model.num_steps)
+        opt.zero_grad()
+        (-reward(task.featuriser.relaxed(sample.x)).mean()).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
 
 
 def score_function_gradient(task, model, reward, params, n: int, seed: int) -> torch.Tensor:
