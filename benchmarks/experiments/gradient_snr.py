@@ -23,6 +23,7 @@ import argparse
 import numpy as np
 import torch
 
+from algorithms.methods.seiko import ONE_MODEL
 from algorithms.optimism import OptimismConfig, objective
 from algorithms.reward_models import RewardEnsemble, RewardModelConfig
 from domains.tasks import get_task
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     model, generator = task.load_model(), torch.Generator().manual_seed(args.seed)
     designs = model.sample(args.fit, generator=generator).designs
     answers = task.oracle(designs)
-    reward_model = RewardEnsemble.for_featuriser(task.featuriser, RewardModelConfig(ensemble_size=1, bootstrap=False,
-                                                                                     unseen_hazard=args.unseen_hazard))
+    config = RewardModelConfig(**ONE_MODEL, unseen_hazard=args.unseen_hazard)  # Greedy's: one member on all data
+    reward_model = RewardEnsemble.for_featuriser(task.featuriser, config)
     reward_model.fit(task.featuriser(designs), answers.reward, answers.feasible, task.oracle.floor, generator)
     reward = objective(reward_model, "none", OptimismConfig(), generator)
     params = model.trainable_parameters()
@@ -85,7 +86,7 @@ def trace(task, model, reward, params, args: argparse.Namespace) -> None:
                 designs = model.sample(256, generator=torch.Generator().manual_seed(args.seed + 3000)).designs
                 learned = reward(task.featuriser(designs)).mean().item()
             answers = task.oracle(designs)
-            value = np.where(answers.feasible, np.nan_to_num(answers.reward), task.oracle.floor).mean()
+            value = np.where(answers.feasible, answers.reward, task.oracle.floor).mean()
             print(f"  step {step}: learned reward {learned:.3f}, value {value:.3f}, feasible {answers.feasible.mean():.2f}",
                   flush=True)
         if step == args.trace:

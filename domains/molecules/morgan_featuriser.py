@@ -14,8 +14,9 @@ model reads. A bit no environment of the sample sets has no gradient: these
 features tell a model to keep or lose what its samples have, not which absent
 environment to make, which the GNN's embedding (`gnn_featuriser.py`) can.
 
-The hazard columns (valence excess, isolated atoms) follow the bits, as in the
-other molecule featurisers, for the feasibility model.
+The hazard columns (`featuriser.hazards`: valence excess, isolated atoms, pieces
+beyond the first) follow the bits, as in the other molecule featurisers, for the
+feasibility model.
 """
 
 from __future__ import annotations

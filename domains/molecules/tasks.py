@@ -16,7 +16,7 @@ needs the network.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,14 @@ def draw(designs: Sequence[str], labels: Sequence[str] = (), columns: int = 4, l
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-FEATURES = ("gnn", "morgan", "environments")
-"""Reward-model features: the descriptor-trained GNN's embedding
-(`gnn_featuriser.py`, the default), hashed Morgan bits (radius 2, 2,048 bits,
+FEATURISERS: dict[str, Callable[[int], Any]] = {
+    "gnn": lambda max_atoms: GNNFeaturiser(max_atoms, GNN),
+    "morgan": MorganFeaturiser,
+    "environments": MoleculeFeaturiser,
+}
+FEATURES = tuple(FEATURISERS)
+"""Reward-model features, named by the task parameter `features`: the descriptor-trained
+GNN's embedding (`gnn_featuriser.py`, the default), hashed Morgan bits (radius 2, 2,048 bits,
 RDKit's generator, `morgan_featuriser.py`) or counted radius-1 environments
 (`featuriser.py`). The GNN is the default because the value model ranks
 held-out MOSES molecules best on it: on osimertinib MPO from 100 molecules,
@@ -121,7 +126,7 @@ def build(name: str, **params: Any) -> Task:
         domain=DOMAIN,
         description=f"GuacaMol {objective} on molecules of a graph diffusion model pretrained on MOSES",
         oracle=oracle,
-        featuriser=_featuriser(features, max_atoms),
+        featuriser=FEATURISERS[features](max_atoms),
         load_model=load_model,
         charge_infeasible=False,
         operators=MoleculeOperators(max(max_atoms, SEARCH_MAX_ATOMS)),
@@ -132,12 +137,6 @@ def build(name: str, **params: Any) -> Task:
         info={"oracle": oracle.name, "objective": objective, "checkpoint": CHECKPOINT.name, "max_atoms": max_atoms,
               "features": features},
     )
-
-
-def _featuriser(features: str, max_atoms: int) -> MorganFeaturiser | GNNFeaturiser | MoleculeFeaturiser:
-    if features == "morgan":
-        return MorganFeaturiser(max_atoms)
-    return GNNFeaturiser(max_atoms, GNN) if features == "gnn" else MoleculeFeaturiser(max_atoms)
 
 
 def _max_atoms() -> int:
