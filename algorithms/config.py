@@ -13,6 +13,7 @@ error names the field and says what would be accepted.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Literal, Union
@@ -41,10 +42,9 @@ def build(config_cls: type, settings: dict[str, Any] | None, where: str, base: A
     values: dict[str, Any] = {}
     for key, value in settings.items():
         if key not in fields:
-            import difflib
-
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(fields)}"
+            hint = (f"did you mean {close[0]!r}?" if close else f"known: {', '.join(fields)}" if fields
+                    else "it takes no settings")
             raise ConfigError(f"{where}: unknown setting {key!r}; {hint}")
         values[key] = _convert(hints[key], value, f"{where}.{key}", _default(fields[key], base))
     try:

@@ -38,11 +38,15 @@ class Context:
     """n clean samples (and their conditions) of the data the model was pretrained on, if the domain has it."""
     ranks: Ranks = field(default_factory=Ranks)
     """The processes the cell runs on, and the pieces a batch is cut into (`algorithms.parallel`)."""
+    key: Callable[[Any], str] | None = None
+    """The oracle's canonical key of a design: two designs with one key are one measurement."""
 
     @classmethod
     def from_task(cls, task: Task, seed: int, ranks: Ranks | None = None) -> Context:
-        """Everything a method may know of `task`: its featuriser, floor, search moves and pretraining data."""
-        return cls(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data, ranks or Ranks())
+        """Everything a method may know of `task`: its featuriser, floor, search moves, pretraining
+        data and which designs the oracle counts as one."""
+        return cls(task.featuriser, task.oracle.floor, seed, task.operators, task.pretraining_data, ranks or Ranks(),
+                   task.oracle.key)
 
 
 @dataclass(frozen=True)

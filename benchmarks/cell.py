@@ -76,13 +76,14 @@ def cell_dir(out: Path, spec: Spec, task: str, method: str, seed: int) -> Path:
 def cell_settings(spec: Spec, task: str, method: str, seed: int, shards: int = 1) -> dict[str, Any]:
     """Everything that determines a cell's result, stored in its metrics.json:
     with the pieces a batch is cut into when more than one (`algorithms.parallel`;
-    how many processes computed them cannot change a number)."""
+    how many processes computed them cannot change a number). `config` is the
+    method's whole config, `spec_config` the part of it the spec writes."""
     ref, resolved = spec.task(task), spec.method(method)
     return {
         "task": task, "task_source": ref.source, "task_params": ref.params,
         "method": method, "runs": resolved.method, "seed": seed, "rounds": spec.rounds, "budget": spec.budget,
         "eval_samples": spec.eval_samples, "evaluation": spec.evaluation, "auc_freq": spec.auc_freq,
-        "config": plain(resolved.config), **({"shards": shards} if shards != 1 else {}),
+        "config": plain(resolved.config), "spec_config": resolved.written, **({"shards": shards} if shards != 1 else {}),
     }
 
 
@@ -93,12 +94,20 @@ def environment() -> dict[str, Any]:
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
     except OSError:
         commit = None
+    # The CPU's kernel set: a cell reproduces to the last digit only on the same one (AVX2 and
+    # AVX-512 round a fine-tuning step's sums differently, and fine-tuning amplifies it).
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count(), "git_commit": commit}
+            "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpus": os.cpu_count(), "git_commit": commit}
 
 
 def fingerprint(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    """What the spec decides of a cell: its settings with the config as the spec writes it.
+    The method's defaults are left to the code version, whose hash covers the module that
+    holds them: a new setting whose default keeps a method's behaviour leaves its cells'
+    settings as they were, and a changed default makes them stale (rerun), not refused."""
+    decided = {key: value for key, value in settings.items() if key != "config"}
+    return hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def finished(folder: Path, settings: dict[str, Any], code: dict[str, str], rerun: bool) -> bool:

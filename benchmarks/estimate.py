@@ -17,6 +17,9 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+import pandas as pd
+
 from benchmarks.cell import cell_dir, cell_settings, finished
 from benchmarks.code_version import cell_code
 from benchmarks.spec import Spec
@@ -39,19 +42,45 @@ class Cell(NamedTuple):
     reference_s: float | None
     processes: int = 1
     """The processes the cell runs data-parallel on (`algorithms.parallel`)."""
+    reference_shares: tuple[float, ...] | None = None
+    """Of the reference cells' time, the share spent by the end of each round (round 0's
+    evaluation first), where they ran this spec's rounds: a round's cost is set by its
+    fine-tuning more than by its queries, so a running cell's progress counts rounds."""
+
+
+def _reference_folders(spec: Spec, task: str, method: str) -> list[Path]:
+    """The committed cells that stand for (spec, task, method): its own; failing those,
+    `method`'s cells on `task` in any committed spec, then those of the registered
+    method it runs (a variant of a tuning spec costs about what its method costs in
+    the spec it tunes)."""
+    for pattern in (f"{spec.name}/{task}/{method}", f"*/{task}/{method}", f"*/{task}/{spec.method(method).method}"):
+        folders = sorted(p.parent for p in REFERENCE.glob(f"{pattern}/seed*/metrics.json"))
+        if folders:
+            return folders
+    return []
 
 
 def reference_seconds(spec: Spec, task: str, method: str) -> float | None:
-    """Mean wall time of the reference cells of (spec, task, method); failing that,
-    of `method`'s cells on `task` in any committed spec, then of the registered
-    method it runs (a variant of a tuning spec costs about what its method costs in
-    the spec it tunes); None when no committed cell says."""
-    for pattern in (f"{spec.name}/{task}/{method}", f"*/{task}/{method}", f"*/{task}/{spec.method(method).method}"):
-        times = [json.loads(p.read_text()).get("wall_s") for p in REFERENCE.glob(f"{pattern}/seed*/metrics.json")]
-        times = [t for t in times if isinstance(t, (int, float))]
-        if times:
-            return sum(times) / len(times)
-    return None
+    """Mean wall time of the cells that stand for (spec, task, method); None when no
+    committed cell says."""
+    times = [json.loads((f / "metrics.json").read_text()).get("wall_s") for f in _reference_folders(spec, task, method)]
+    times = [t for t in times if isinstance(t, (int, float))]
+    return sum(times) / len(times) if times else None
+
+
+def reference_shares(spec: Spec, task: str, method: str) -> tuple[float, ...] | None:
+    """The share of the standing-for cells' time spent by the end of each round, from
+    their evals.csv (each round's wall time), mean over those that ran this spec's
+    rounds; None when none did."""
+    shares = []
+    for folder in _reference_folders(spec, task, method):
+        try:
+            walls = pd.read_csv(folder / "evals.csv")["wall_s"].to_numpy(dtype=float)
+        except (OSError, KeyError, ValueError):
+            continue
+        if len(walls) == len(spec.rounds) + 1 and walls.sum() > 0:
+            shares.append(walls.cumsum() / walls.sum())
+    return tuple(float(x) for x in np.mean(shares, 0)) if shares else None
 
 
 def split_cells(spec: Spec, out: Path, rerun: bool, processes: int = 1) -> tuple[list[Cell], list[dict[str, Any]]]:
@@ -60,16 +89,17 @@ def split_cells(spec: Spec, out: Path, rerun: bool, processes: int = 1) -> tuple
     shards = spec.shards_for(processes)
     todo, done = [], []
     codes: dict[tuple[str, str], dict[str, str]] = {}
-    references: dict[tuple[str, str], float | None] = {}
+    references: dict[tuple[str, str], tuple[float | None, tuple[float, ...] | None]] = {}
     for task, method, seed in spec.cells():
         folder = cell_dir(out, spec, task, method, seed)
         if (task, method) not in codes:  # one hash and one read of the reference per (task, method), not per seed
             codes[task, method] = cell_code(spec, task, method)
-            references[task, method] = reference_seconds(spec, task, method)
+            references[task, method] = reference_seconds(spec, task, method), reference_shares(spec, task, method)
         if finished(folder, cell_settings(spec, task, method, seed, shards), codes[task, method], rerun):
             done.append(json.loads((folder / "metrics.json").read_text()))
         else:
-            todo.append(Cell(spec, task, method, seed, references[task, method], processes))
+            seconds, shares = references[task, method]
+            todo.append(Cell(spec, task, method, seed, seconds, processes, shares))
     return todo, done
 
 

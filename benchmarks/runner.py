@@ -184,23 +184,31 @@ class _Ray:
         self.ray.shutdown()  # ends this job's tasks; on abort, the running cells with it
 
 
-def _queries_used(out: Path, cell: Cell) -> int:
-    """Queries a running cell has spent, read from the evals.csv it writes after every
-    round (cells run in other processes, so the parent reads their files)."""
+def _rounds_written(out: Path, cell: Cell) -> tuple[int, int]:
+    """The rows a running cell's evals.csv holds (round 0's evaluation first) and the
+    queries it has spent, read from that file, which it writes after every round
+    (cells run in other processes, so the parent reads their files)."""
     evals = cell_dir(out, cell.spec, cell.task, cell.method, cell.seed) / "evals.csv"
     try:
-        return int(evals.read_text().strip().rsplit("\n", 1)[-1].split(",")[1])
+        rows = evals.read_text().strip().split("\n")[1:]
+        return len(rows), int(rows[-1].split(",")[1])
     except (OSError, IndexError, ValueError):
-        return 0
+        return 0, 0
 
 
 def _running_status(out: Path, running: list[Cell]) -> tuple[str, float]:
-    """Where each running cell is, and the expected seconds of work their spent queries stand for."""
+    """Where each running cell is, and the expected seconds of work its finished rounds
+    stand for: their share of a reference cell's time where one ran these rounds, else
+    the share of the budget they spent."""
     parts, partial = [], 0.0
     for cell in running:
-        used = _queries_used(out, cell)
+        rows, used = _rounds_written(out, cell)
         parts.append(f"{cell.method} s{cell.seed} {used}/{cell.spec.budget}")
-        partial += expected_seconds(cell) * min(1.0, used / cell.spec.budget)
+        if cell.reference_shares is not None:
+            done = cell.reference_shares[rows - 1] if rows else 0.0
+        else:
+            done = min(1.0, used / cell.spec.budget)
+        partial += expected_seconds(cell) * done
     return "; ".join(parts), partial
 
 

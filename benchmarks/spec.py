@@ -48,6 +48,9 @@ class ResolvedMethod:
     """The registered method that runs it."""
     config: Any
     """The method's config dataclass."""
+    written: dict[str, Any] = field(default_factory=dict)
+    """The settings the spec writes for it (its variant's, with the spec's `config` over them),
+    before the method's defaults fill the rest: what a cell's fingerprint hashes."""
 
 
 @dataclass
@@ -193,7 +196,8 @@ class Spec:
             variant = self.variants.get(label, {"method": label, "config": {}})
             settings = merge(variant.get("config") or {}, self.config.get(label) or {})
             try:
-                resolved[label] = ResolvedMethod(label, variant["method"], resolve_config(variant["method"], settings))
+                resolved[label] = ResolvedMethod(label, variant["method"], resolve_config(variant["method"], settings),
+                                                 settings)
             except (TypeError, ValueError) as err:
                 named = "" if label == variant["method"] else f"variant {label} of {variant['method']}: "
                 raise SpecError(f"{where}: {named}{err}") from None

@@ -8,7 +8,7 @@ with the per-task settings of the budget. Nothing here knows a method.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -120,7 +120,15 @@ class DiffusionModel(Protocol):
         last_k: int,
         reference: DiffusionModel | None = None,
         condition: torch.Tensor | None = None,
-    ) -> DifferentiableSample: ...
+        kl_steps: Collection[int] | None = None,
+        num_steps: int | None = None,
+    ) -> DifferentiableSample:
+        """n samples whose last `last_k` reverse steps carry gradients to the parameters, with
+        the per-step KL to `reference` (N, T) at the visited states: every step's, or only
+        those in `kl_steps` (the others' columns zero, their anchor calls skipped). `num_steps`:
+        a coarser reverse process than the model's own, for a model whose network serves any
+        T (masked models); a model that cannot raises ValueError."""
+        ...
 
     def sample_guided(
         self,

@@ -53,12 +53,27 @@ class SeikoConfig(LearnedRewardConfig):
     reward gradient: Greedy ended at 0.05 with 4, 0.17-0.35 with all 16."""
     lr: float = 1e-3
     """Adam learning rate of fine-tuning (seed 100, Greedy: 1e-3 beat 3e-3 after 3 rounds)."""
+    kl_steps: int | None = None
+    """Reverse steps whose KL a fine-tuning step computes, drawn afresh each step, the sum
+    rescaled by (steps / kl_steps) so that it stays unbiased; None: every step. Skipping a
+    step's KL skips the anchor's forward there (about 15% of a protein round)."""
+    kl_bound: float | None = None
+    """A trust region: a round's fine-tuning stops at the first step whose batch's mean KL to
+    the anchor (the round's starting model) exceeds this many nats, before that step's
+    update; None: every step is taken. The KL weight alone does not hold a model near its
+    anchor when Adam's step is set by the learning rate (molecules moved 10-100 nats a round)."""
+    finetune_reverse_steps: int | None = None
+    """Reverse steps of the sampler that fine-tuning differentiates, when coarser than the
+    model's own (which proposals and evaluation always use); None: the model's. Half the
+    steps halve a fine-tuning step's passes."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.kl_weight < 0:
             raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
-        for name in ("finetune_steps", "batch_size", "last_k"):
+        if self.kl_bound is not None and self.kl_bound <= 0:
+            raise ValueError(f"kl_bound must be > 0, got {self.kl_bound}")
+        for name in ("finetune_steps", "batch_size", "last_k", "kl_steps", "finetune_reverse_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -76,6 +91,9 @@ def finetune_direct(
     generator: torch.Generator,
     grad_clip: float = 1.0,
     ranks: Ranks = ONE_PROCESS,
+    num_steps: int | None = None,
+    kl_steps: int | None = None,
+    kl_bound: float | None = None,
 ) -> dict[str, float]:
     """SEIKO's step 3: maximise E[r(x)] - alpha * KL(p_theta || p_anchor) over
     trajectories by direct back-propagation through the sampler, with the KL
@@ -87,28 +105,43 @@ def finetune_direct(
     is drawn and differentiated piece by piece (`Ranks.pieces`: this rank's
     pieces, one piece on one process unless `shards` says otherwise), each
     piece's gradient weighted by its share of the batch. Returns the last step's
-    mean reward and KL (diagnostics for the round record)."""
+    mean reward and KL (diagnostics for the round record).
+
+    With `num_steps` the sampler differentiated is that coarser reverse process; with
+    `kl_steps` each step computes the KL on that many of its reverse steps, drawn uniformly
+    without replacement, and rescales their sum (an unbiased estimate of the whole sum). With
+    `kl_bound` it stops at the first step whose batch's mean KL exceeds it, before that step's
+    update (the KL is then computed whatever `kl_weight`)."""
     params = model.trainable_parameters()
+    T = num_steps or model.num_steps
     opt = torch.optim.Adam(params, lr=lr)
-    reference = anchor if kl_weight > 0 else None
+    reference = anchor if kl_weight > 0 or kl_bound is not None else None
     r = kl = torch.zeros(())
+    taken = 0
     for _ in range(steps):
         opt.zero_grad()
         grads, rewards, kls = PieceGradients(params, ranks), [], []
+        subset = None if kl_steps is None else set(torch.randperm(T, generator=generator)[:kl_steps].tolist())
+        scale = 1.0 if kl_steps is None else T / kl_steps
+        extra = {} if num_steps is None and subset is None else {"num_steps": num_steps, "kl_steps": subset}
         for rows, piece_generator in ranks.pieces(batch_size, generator):
-            sample = model.sample_with_grad(len(rows), generator=piece_generator, last_k=last_k, reference=reference)
-            r, kl = reward(sample.x), sample.kl.sum(1)
+            sample = model.sample_with_grad(len(rows), generator=piece_generator, last_k=last_k, reference=reference,
+                                            **extra)
+            r, kl = reward(sample.x), sample.kl.sum(1) * scale
             loss = -(r - kl_weight * kl).mean() * (len(rows) / batch_size)
             loss.backward()
             grads.piece_done()
             rewards.append(r.detach())
             kls.append(kl.detach())
         grads.sum()
+        if kl_bound is not None and float(torch.cat(ranks.gather(kls, batch_size)).mean()) > kl_bound:
+            break  # every rank gathers the same batch, so all stop at the same step
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
+        taken += 1
     if steps:  # the last step's whole batch, every rank's pieces
         r, kl = torch.cat(ranks.gather(rewards, batch_size)), torch.cat(ranks.gather(kls, batch_size))
-    return {"finetune_reward": float(r.mean()), "finetune_kl": float(kl.mean())}
+    return {"finetune_reward": float(r.mean()), "finetune_kl": float(kl.mean()), "finetune_steps_taken": taken}
 
 
 class Seiko(SamplingMethod):
@@ -124,14 +157,21 @@ class Seiko(SamplingMethod):
 
     def check(self, model: DiffusionModel, schedule: list[int]) -> None:
         """Settings the model or the schedule cannot meet, refused before any query."""
-        if self.cfg.last_k is not None and self.cfg.last_k > model.num_steps:
-            raise ValueError(f"{self.name}: last_k={self.cfg.last_k} exceeds the model's {model.num_steps} reverse "
-                             "steps; use at most that many, or leave last_k unset for all of them")
+        steps = self.reverse_steps(model)
+        for name in ("last_k", "kl_steps"):
+            value = getattr(self.cfg, name)
+            if value is not None and value > steps:
+                raise ValueError(f"{self.name}: {name}={value} exceeds the {steps} reverse steps fine-tuning "
+                                 f"differentiates; use at most that many, or leave {name} unset for all of them")
         self.cfg.check_schedule(self.name, schedule)
+
+    def reverse_steps(self, model: DiffusionModel) -> int:
+        """Reverse steps of the sampler that fine-tuning differentiates on `model`."""
+        return self.cfg.finetune_reverse_steps or model.num_steps
 
     def reach(self, model: DiffusionModel) -> int:
         """Reverse steps that carry the reward gradient on `model`."""
-        return self.cfg.last_k or model.num_steps
+        return self.cfg.last_k or self.reverse_steps(model)
 
     def begin_round(self, model: DiffusionModel, round: int) -> None:
         """p^{r-1}, the model this round's designs come from, is its KL anchor."""
@@ -157,6 +197,9 @@ class Seiko(SamplingMethod):
             lr=self.cfg.lr,
             generator=self.generator,
             ranks=self.ctx.ranks,
+            num_steps=self.cfg.finetune_reverse_steps,
+            kl_steps=self.cfg.kl_steps,
+            kl_bound=self.cfg.kl_bound,
         )
         return {**fit, "optimism_gap": gap, **stats}
 

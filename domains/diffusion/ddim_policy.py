@@ -27,7 +27,7 @@ Notation (DDIM, Song et al. 2021; DDPO, Black et al. 2024) and the names below:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import torch
@@ -274,6 +274,8 @@ class DDIMPolicy(ABC):
         last_k: int,
         reference: DDIMPolicy | None = None,
         condition: Any = None,
+        kl_steps: Collection[int] | None = None,
+        num_steps: int | None = None,
     ) -> DifferentiableSample:
         """Reparameterised sampling, x_prev = mu_theta(x_t) + sigma_t z, whose last `last_k` steps
         (and `_to_x`) carry gradients to the trainable parameters (truncated back-propagation, as
@@ -285,8 +287,13 @@ class DDIMPolicy(ABC):
         With a reference, `kl[:, j]` (on the CPU) is the closed-form KL of step j at the visited
         state. Every step's KL is differentiated in this model's parameters; in the last `last_k`
         steps also through the state (the reference's mean too, so that this is the exact
-        derivative of the KL along the reparameterised path). Without one, the KL is zeros."""
+        derivative of the KL along the reparameterised path). Without one, the KL is zeros; with
+        `kl_steps`, only those steps' KL is computed (the others' columns are zero). A DDIM
+        model fine-tunes on its own timesteps: `num_steps` must be None or its T."""
         T = self.num_steps
+        if num_steps not in (None, T):
+            raise ValueError(f"{type(self).__name__} fine-tunes on its own {T} timesteps, not {num_steps}: "
+                             "leave finetune_reverse_steps unset for this model")
         if not 1 <= last_k <= T:
             raise ValueError(f"last_k must be in [1, {T}], got {last_k}")
         if reference is not None:
@@ -296,13 +303,16 @@ class DDIMPolicy(ABC):
         kls = []
         for j in range(T):
             differentiable = j >= T - last_k
-            grad = differentiable or reference is not None
+            with_kl = reference is not None and (kl_steps is None or j in kl_steps)
+            grad = differentiable or with_kl
             with torch.set_grad_enabled(grad):
                 step = self._mean(x, j, c, checkpointed=grad and self._checkpoint_steps)
-            if reference is not None:
+            if with_kl:
                 with torch.set_grad_enabled(x.requires_grad):
                     ref = reference._mean(x, j, c, checkpointed=x.requires_grad and self._checkpoint_steps)
                 kls.append(gaussian_kl(step.mean, ref.mean, step.std).cpu())
+            elif reference is not None:
+                kls.append(torch.zeros(n))
             mean = step.mean if differentiable else step.mean.detach()
             x = mean + step.std * self._noise(x, generator)
         kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)

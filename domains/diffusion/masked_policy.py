@@ -48,7 +48,7 @@ Notation and the names below:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +170,10 @@ class MaskedPolicy(ABC):
         """z: the one-hot of each field over its types and the mask."""
         return tuple(F.one_hot(values, f.vocab + 1).float() for f, values in zip(self.fields, self._split(x)))
 
-    def _step(self, z: Fields, j: int) -> _Step:
-        """x_theta and the masks of step j from z, the (relaxed) one-hots of the state before it."""
-        E, T = self.num_elements, self.num_steps
+    def _step(self, z: Fields, j: int, num_steps: int | None = None) -> _Step:
+        """x_theta and the masks of step j of `num_steps` (the model's T unless given) from z, the
+        (relaxed) one-hots of the state before it."""
+        E, T = self.num_elements, num_steps or self.num_steps
         masked_count = E - E * j // T
         reveal = E * (j + 1) // T - E * j // T
         masked = tuple(f.masked(zf) for f, zf in zip(self.fields, z))
@@ -269,34 +270,44 @@ class MaskedPolicy(ABC):
         last_k: int,
         reference: MaskedPolicy | None = None,
         condition: Any = None,
+        kl_steps: Collection[int] | None = None,
+        num_steps: int | None = None,
     ) -> DifferentiableSample:
         """Reverse process whose last `last_k` steps reveal types by straight-through
         Gumbel-softmax (hard one-hot forward, relaxed gradient backward), so the returned
         relaxed sample (`_soft`) carries gradients to the network through those steps. Earlier
         steps are sampled without a gradient path (truncated back-prop, as DRaFT-K and
         AlignProp); their per-step KL is still differentiated at the (detached) states they
-        visit. With the same generator it draws what `sample` draws."""
-        T = self.num_steps
+        visit. With the same generator it draws what `sample` draws.
+
+        Two cuts of a fine-tuning step's passes: `kl_steps`, the steps whose KL is computed (the
+        others' columns are zero and their network calls skip the anchor, and the gradient where
+        they are not among the last `last_k`); and `num_steps`, a coarser reverse process than the
+        model's T (the network is the same at every T, MDLM being time-agnostic: a step of a
+        T/2-step process reveals two elements where the model's reveals one)."""
+        T = num_steps or self.num_steps
         if not 1 <= last_k <= T:
             raise ValueError(f"last_k must be in [1, {T}], got {last_k}")
+        if kl_steps is not None and not set(kl_steps) <= set(range(T)):
+            raise ValueError(f"kl_steps must lie in [0, {T}), got {sorted(kl_steps)}")
         z = self._one_hot(self._start(n))
         kls = []
         for j in range(T):
             differentiable = j >= T - last_k
-            with torch.set_grad_enabled(differentiable or reference is not None):
-                step = self._step(z, j)
-            if reference is not None:
+            with_kl = reference is not None and (kl_steps is None or j in kl_steps)
+            with torch.set_grad_enabled(differentiable or with_kl):
+                step = self._step(z, j, T)
+            if with_kl:
                 with torch.no_grad():
                     ref_logits = reference._logits(z)
-                kls.append(self._step_kl(step, ref_logits))
+            kls.append(self._step_kl(step, ref_logits) if with_kl else torch.zeros(n))
             noise, chosen = self._noise(step, generator), self._unmask(step, generator)
             drawn = (draw_one_hot(lf + g, self.cfg.gumbel_temperature, differentiable)
                      for lf, g in zip(self._truncated(step), noise))
             z = tuple(torch.where(new[..., None], F.pad(d, (0, 1)), zf) for new, d, zf in zip(chosen, drawn, z))
         probs = tuple(zf[..., :f.vocab] for f, zf in zip(self.fields, z))
         hard = self._state(tuple(p.detach().argmax(-1) for p in probs))
-        kl = torch.stack(kls, 1) if kls else torch.zeros(n, T)
-        return DifferentiableSample(self._soft(probs), self.decode(hard), kl)
+        return DifferentiableSample(self._soft(probs), self.decode(hard), torch.stack(kls, 1))
 
     def sample_guided(
         self,

@@ -48,9 +48,12 @@ def test_a_truncated_gradient_misses_positions(model):
     assert positions_with_gradient(model, method("greedy", {"last_k": 1}).reach(model)).float().mean() < 0.5
 
 
-def test_a_reach_longer_than_the_chain_is_refused_before_any_query(model):
-    with pytest.raises(ValueError, match="last_k=9 exceeds the model's 8 reverse steps"):
-        method("greedy", {"last_k": 9}).check(model, [16, 32])
+@pytest.mark.parametrize("settings, named", [({"last_k": 9}, "last_k=9 exceeds the 8"),
+                                             ({"kl_steps": 9}, "kl_steps=9 exceeds the 8"),
+                                             ({"finetune_reverse_steps": 4, "last_k": 5}, "last_k=5 exceeds the 4")])
+def test_a_reach_longer_than_the_chain_is_refused_before_any_query(model, settings, named):
+    with pytest.raises(ValueError, match=f"{named} reverse steps fine-tuning differentiates"):
+        method("greedy", settings).check(model, [16, 32])
 
 
 def test_a_first_round_too_small_for_the_reward_model_is_refused(model):

@@ -57,7 +57,8 @@ def tiny_run(name: str):
     model = tiny_model()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     context = Context(SequenceFeaturiser(CFG.alphabet, CFG.length), CountA.floor, seed=0,
-                      operators=StringOperators(CFG.alphabet, CFG.length), pretraining_data=markov_data)
+                      operators=StringOperators(CFG.alphabet, CFG.length), pretraining_data=markov_data,
+                      key=CountA().key)
     fields = {f.name for f in dataclasses.fields(METHODS[name].config_cls)}
     settings = FAST if "finetune_steps" in fields else {"reward_model": FAST["reward_model"]} if "reward_model" in fields else {}
     method = build_method(name, context, settings)

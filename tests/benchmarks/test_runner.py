@@ -131,6 +131,34 @@ def test_the_progress_of_running_cells_is_read_from_their_evals(finished):
     assert partial == 30.0  # seed 0's spent budget stands for its whole expected time, seed 1's for none
 
 
+def test_a_running_cell_counts_its_finished_rounds_by_the_reference_cells_round_times(copy_of_finished):
+    from benchmarks.estimate import Cell
+    from benchmarks.runner import _running_status
+    from benchmarks.spec import load_spec
+
+    spec = load_spec("protein", ["rounds=[8,8]", "seeds=[0]", "methods=[greedy]"])
+    running = Cell(spec, TASK, "greedy", 0, 30.0, 1, (0.1, 0.6, 1.0))  # round 1 costs most, as fine-tuning does
+    evals = cell(copy_of_finished) / "evals.csv"
+    evals.write_text("".join(evals.read_text().splitlines(keepends=True)[:3]))  # round 0 and round 1 written
+    status, partial = _running_status(copy_of_finished, [running])
+    assert status == "greedy s0 8/16" and partial == pytest.approx(18.0)  # 0.6 of the cell, not the 0.5 of its queries
+    assert _running_status(copy_of_finished, [running._replace(reference_shares=None)])[1] == pytest.approx(15.0)
+
+
+def test_the_reference_round_shares_come_from_the_committed_cells_of_the_same_rounds():
+    from benchmarks.estimate import reference_shares
+    from benchmarks.spec import load_spec
+
+    protein = load_spec("protein")
+    shares = reference_shares(protein, "ehrlich-l32-c2-k4", "seiko-ucb")
+    assert len(shares) == len(protein.rounds) + 1 and shares[-1] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(shares, shares[1:]))
+    # A fine-tuning round costs about the same whatever its queries: round 1 (128 queries) is no
+    # fifteenth of the work, as counting queries would say.
+    assert shares[1] - shares[0] > 0.15
+    assert reference_shares(load_spec("protein", ["rounds=[8,8]"]), "ehrlich-l32-c2-k4", "seiko-ucb") is None
+
+
 def test_killed_cell_is_rerun_from_scratch(finished, copy_of_finished):
     folder = cell(copy_of_finished)
     # What a kill leaves: part of the logs and no metrics.json.

@@ -168,6 +168,11 @@ def test_unknown_setting_in_a_method_config_is_named(tmp_path, setting, named):
         load_spec(write(tmp_path, MINIMAL), [setting])
 
 
+def test_a_setting_for_a_method_that_takes_none_says_so(tmp_path):
+    with pytest.raises(SpecError, match="best-of-n: unknown setting 'n'; it takes no settings"):
+        load_spec(write(tmp_path, MINIMAL.replace("greedy, ", "best-of-n, ")), ["config.best-of-n.n=5"])
+
+
 def test_config_of_an_unknown_method_suggests_the_closest(tmp_path):
     with pytest.raises(SpecError, match="spec 'mini' does not run method 'greddy'; did you mean 'greedy'"):
         load_spec(write(tmp_path, MINIMAL), ["config.greddy.kl_weight=0.1"])

@@ -102,3 +102,32 @@ def test_tied_entries_stay_tied_in_every_sampler_and_in_training():
     assert symmetric(guided.x[1]) and (guided.x[1] == 2).sum() > (out.x[1] == 2).sum()
     model.denoising_loss(out.x, generator=gen(2))
     assert all(symmetric(z[1]) for z in model.inputs)  # the network never saw half a pair
+
+
+def test_the_kl_on_a_subset_of_steps_is_those_steps_columns_and_calls_the_anchor_only_there():
+    # Disjoint subsets of the steps sum to the whole KL of the same draws: the rescaled sum of a
+    # random subset (what `seiko.finetune_direct` takes with kl_steps) is then unbiased.
+    model, anchor = Toy(num_steps=5), Toy(num_steps=5)
+    with torch.no_grad():
+        anchor.net.weight.add_(torch.randn(anchor.net.weight.shape, generator=gen(9)))
+    full = model.sample_with_grad(6, generator=gen(1), last_k=5, reference=anchor).kl
+    assert (full > 0).all()
+    parts = []
+    for subset in ({0, 3}, {1, 4}, {2}):
+        anchor.inputs.clear()
+        part = model.sample_with_grad(6, generator=gen(1), last_k=5, reference=anchor, kl_steps=subset).kl
+        assert len(anchor.inputs) == len(subset)
+        assert (part[:, sorted(set(range(5)) - subset)] == 0).all()
+        parts.append(part)
+    assert torch.allclose(sum(parts), full)
+
+
+def test_a_coarser_sampler_reveals_every_element_in_its_fewer_steps_with_a_gradient():
+    model, anchor = Toy(num_steps=5), Toy(num_steps=5)
+    model.inputs.clear()
+    out = model.sample_with_grad(4, generator=gen(2), last_k=2, reference=anchor, num_steps=2)
+    assert len(model.inputs) == 2 and out.kl.shape == (4, 2)
+    slots, pairs = out.x
+    assert torch.allclose(slots.sum(-1), torch.ones(4, 2)) and torch.allclose(pairs.sum(-1), torch.ones(4, 3, 3))
+    (slots[..., 0].sum() + pairs[..., 1].sum()).backward()
+    assert model.net.weight.grad.abs().sum() > 0

@@ -39,7 +39,7 @@ def test_method_runs_on_digits(name, task_name):
     task = get_task(task_name)
     model = task.load_model()
     context = Context(task.featuriser, task.oracle.floor, seed=0, operators=task.operators,
-                      pretraining_data=task.pretraining_data)
+                      pretraining_data=task.pretraining_data, key=task.oracle.key)
     method = build_method(name, context, settings(name))
     oracle = BudgetedOracle(task.oracle, sum(ROUNDS), method=name, seed=0)
     records = run(method, model, oracle, ROUNDS, floor=task.oracle.floor, eval_samples=4, eval_seed=1)
