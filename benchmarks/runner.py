@@ -40,9 +40,11 @@ def run_specs(specs: list[Spec], out: Path, *, workers: int | None = None, rerun
     all specs share the workers and one progress bar, so a run has one ETA.
     Returns every spec's finished cells' metrics, by spec name.
 
-    `<out>/<spec>/manifest.json` describes the last run that ran a spec's cells; it
-    is written once they have all finished, and again by a run that finds every
-    cell finished but the manifest missing (a kill during its write)."""
+    `<out>/<spec>/manifest.json` describes the last run that ran a spec's cells: it
+    is written when the run starts them (`complete: false`, so that a folder half
+    remade after a change of its spec's settings is read against the spec being
+    run), again once they have all finished, and by a run that finds every cell
+    finished but the manifest missing (a kill during its write)."""
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     todo: dict[str, list[Cell]] = {}
@@ -50,6 +52,9 @@ def run_specs(specs: list[Spec], out: Path, *, workers: int | None = None, rerun
     for spec in specs:
         todo[spec.name], done[spec.name] = split_cells(spec, out, rerun, processes)
     every = [cell for cells in todo.values() for cell in cells]
+    for spec in specs:
+        if todo[spec.name]:
+            _write_manifest(spec, out, executor, done[spec.name], [], todo[spec.name], complete=False)
     try:
         ran = _run_cells(every, out, workers, sum(map(len, done.values())), tracking, executor, address) if every else []
     except Interrupted as stop:  # the cells that finished while the Ctrl-C drained may complete a spec
@@ -74,14 +79,15 @@ def _write_manifests(specs: list[Spec], out: Path, executor: str, todo: dict[str
 
 
 def _write_manifest(spec: Spec, out: Path, executor: str, done: list[dict[str, Any]],
-                    ran: list[dict[str, Any]], todo: list[Cell]) -> None:
+                    ran: list[dict[str, Any]], todo: list[Cell], complete: bool = True) -> None:
     codes = {f"{task}/{method}": cell_code(spec, task, method) for task in spec.task_names() for method in spec.methods}
     # Each task's info as its cells ran it: settings a machine could not honour are replaced there, and say so.
     task_info = {cell["task"]: cell.get("task_info") for cell in done + ran}
     manifest = {"spec": spec.as_dict(), "code": codes, "environment": environment(), "executor": executor,
                 "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "task_info": task_info, "cells_done_before": len(done),
-                "cells_run": [[cell.task, cell.method, cell.seed] for cell in todo]}
+                "cells_run": [[cell.task, cell.method, cell.seed] for cell in todo], "complete": complete}
+    (out / spec.name).mkdir(parents=True, exist_ok=True)
     atomic_write(out / spec.name / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 

@@ -28,6 +28,9 @@ from benchmarks.estimate import UNKNOWN_CELL_S, reference_seconds
 from benchmarks.spec import SPECS, Spec, SpecError, load_spec
 
 CURRENT, STALE, MISSING, BROKEN, EXTRA = "current", "stale", "missing", "broken", "not in the spec"
+OTHER_SETTINGS = "finished with other settings than the spec's (run --rerun)"
+"""Why a cell is stale whatever code made it: its spec's settings changed since (the runner refuses
+to overwrite it unasked)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def _finished_state(spec: Spec, task: str, method: str, seed: int, folder: Path,
         return CellState(*cell, BROKEN, problem="metrics.json records no code version", wall_s=wall)
     by = made_by(metrics)
     if metrics.get("fingerprint") != fingerprint(cell_settings(spec, task, method, seed)):
-        return CellState(*cell, STALE, by, "finished with other settings than the spec's (run --rerun)", wall)
+        return CellState(*cell, STALE, by, OTHER_SETTINGS, wall)
     if metrics["code"]["hash"] != current["hash"]:
         return CellState(*cell, STALE, by, wall_s=wall)
     return CellState(*cell, CURRENT, by, wall_s=wall)
@@ -160,7 +163,9 @@ def describe(spec: Spec, states: list[CellState], workers: int) -> list[str]:
         lines.append(f"  to regenerate: {len(todo)} cell{'s' * (len(todo) != 1)}, about {seconds / slots / 60:.0f} min on {slots} "
                      f"worker{'s' * (slots > 1)} (recorded cell times: theirs, else their method's on the task"
                      + (f"; {unknown} without one counted as {UNKNOWN_CELL_S:.0f} s" if unknown else "")
-                     + f"): seiko-bench run {spec.name} reruns only these")
+                     + f"): seiko-bench run {spec.name} reruns only these"
+                     + (f", once the {other} with other settings are removed (or --rerun remakes every cell)"
+                        if (other := sum(s.problem == OTHER_SETTINGS for s in stale)) else ""))
     return lines
 
 

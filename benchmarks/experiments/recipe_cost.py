@@ -1,7 +1,7 @@
 """What each method of a spec costs per cell, side by side: the cost half of a
 recipe comparison (the quality half is the spec's own run on tuning seeds).
 
-    python -m benchmarks.experiments.recipe_cost [--spec protein-cost] [--pairs 3] [--rounds 128 256]
+    python -m benchmarks.experiments.recipe_cost [--spec protein-cost] [--methods A B] [--pairs 3] [--rounds 128 256]
 
 Each measurement is one cell of one of the spec's methods, run by `seiko-bench
 run` in a fresh process on one worker (one torch thread, as every cell), with
@@ -38,17 +38,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", default="protein-cost", help="a spec whose methods are the recipes to compare")
     parser.add_argument("--pairs", type=int, default=3, help="turns each method takes")
     parser.add_argument("--rounds", type=int, nargs="+", default=[128], help="the rounds of each measured cell")
+    parser.add_argument("--methods", nargs="+", help="the spec's methods to compare, the first the baseline (all)")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec)
-    seconds: dict[str, list[float]] = {m: [] for m in spec.methods}
+    methods = args.methods or spec.methods
+    unknown = sorted(set(methods) - set(spec.methods))
+    if unknown:
+        parser.error(f"spec {args.spec!r} does not run {', '.join(unknown)}; it runs {', '.join(spec.methods)}")
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
     with tempfile.TemporaryDirectory() as tmp:
         for turn in range(args.pairs):
-            for method in spec.methods:
+            for method in methods:
                 out = Path(tmp) / f"{turn}-{method}"
                 seconds[method].append(cell_seconds(args.spec, method, spec.seeds[0], args.rounds, out))
                 print(f"turn {turn + 1}/{args.pairs} {method}: {seconds[method][-1]:.1f} s", file=sys.stderr, flush=True)
-    first = statistics.median(seconds[spec.methods[0]])
-    print(f"| method ({args.spec}, rounds {args.rounds}) | median s | runs | vs {spec.methods[0]} |")
+    first = statistics.median(seconds[methods[0]])
+    print(f"| method ({args.spec}, rounds {args.rounds}) | median s | runs | vs {methods[0]} |")
     print("|:--|--:|:--|--:|")
     for method, runs in seconds.items():
         median = statistics.median(runs)

@@ -140,7 +140,10 @@ def test_failing_oracle_is_one_line_error_and_keeps_earlier_results(oracle, mess
     assert main(["run", "protein", "--out", str(finished), *TINY, "--set", "seeds=[0,1]"]) == 2
     line = error_line(capsys.readouterr().err)
     assert line.startswith(f"{ERROR}oracle 'ehrlich-v20-l32-c2-k4") and message in line
-    assert {k: v for k, v in snapshot(finished).items() if "seed1" not in k} == before
+    # Every cell file as it was; the manifest now describes the failed run, incomplete.
+    kept = {k: v for k, v in snapshot(finished).items() if "seed1" not in k and k != "protein/manifest.json"}
+    assert kept == {k: v for k, v in before.items() if k != "protein/manifest.json"}
+    assert json.loads((finished / "protein" / "manifest.json").read_text())["complete"] is False
     assert not (finished / "protein" / TASK / "greedy" / "seed1" / "metrics.json").exists()
 
 

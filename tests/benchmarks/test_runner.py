@@ -159,6 +159,21 @@ def test_the_reference_round_shares_come_from_the_committed_cells_of_the_same_ro
     assert reference_shares(load_spec("protein", ["rounds=[8,8]"]), "ehrlich-l32-c2-k4", "seiko-ucb") is None
 
 
+def test_a_run_records_the_spec_it_runs_before_its_cells_finish(tmp_path, monkeypatch):
+    # A folder half remade after its spec's settings changed is read against the spec being run.
+    import benchmarks.runner as runner
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed before any cell finished")
+
+    monkeypatch.setattr(runner, "_run_cells", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path)
+    manifest = json.loads((tmp_path / "protein" / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["cells_run"] == [[TASK, "greedy", 0]]
+    assert manifest["spec"]["rounds"] == [8, 8]
+
+
 def test_killed_cell_is_rerun_from_scratch(finished, copy_of_finished):
     folder = cell(copy_of_finished)
     # What a kill leaves: part of the logs and no metrics.json.
