@@ -59,3 +59,29 @@ def test_a_reach_longer_than_the_chain_is_refused_before_any_query(model, settin
 def test_a_first_round_too_small_for_the_reward_model_is_refused(model):
     with pytest.raises(ValueError, match="first round buys 4 designs, fewer than the 8 feasible"):
         method("seiko-ucb").check(model, [4, 32])
+
+
+def test_a_round_fine_tunes_the_sampler_and_the_kl_steps_its_settings_name(monkeypatch):
+    import numpy as np
+
+    from algorithms.method import Feedback
+
+    torch.manual_seed(1)
+    model = MaskedDiffusionModel(CFG)  # its own: the round changes its weights
+
+    greedy = method("greedy", {"finetune_steps": 2, "batch_size": 4, "finetune_reverse_steps": 4, "kl_steps": 2,
+                               "reward_model": {"steps": 5}})
+    designs = model.sample(16, generator=torch.Generator().manual_seed(1)).designs
+    data = Feedback()
+    data.add(designs, np.linspace(0, 1, 16), np.ones(16, dtype=bool), round=1)
+    calls, sample_with_grad = [], model.sample_with_grad
+
+    def spy(n, **kwargs):
+        calls.append(kwargs)
+        return sample_with_grad(n, **kwargs)
+
+    monkeypatch.setattr(model, "sample_with_grad", spy)
+    greedy.begin_round(model, 1)
+    stats = greedy.update(model, data, 1)
+    assert len(calls) == 2 and all(c["num_steps"] == 4 and c["last_k"] == 4 and len(c["kl_steps"]) == 2 for c in calls)
+    assert stats["finetune_steps_taken"] == 2
