@@ -218,15 +218,23 @@ def _running_status(out: Path, running: list[Cell]) -> tuple[str, float]:
     return "; ".join(parts), partial
 
 
+def _key(cell: Cell) -> tuple[str, str, str, int]:
+    return cell.spec.name, cell.task, cell.method, cell.seed
+
+
 class _Progress:
     """One bar for a whole run, across specs: work counted in the reference run's
     cell seconds (`benchmarks.estimate`), so that tqdm's ETA is the forecast
-    corrected by this machine's speed, and a running cell counts its spent queries."""
+    corrected by this machine's speed, and a running cell counts its finished rounds.
+    The rounds a killed run's cells had finished before this run (read from `out`)
+    are not this run's work: counted, they made a resumed run look many times faster."""
 
-    def __init__(self, todo: list[Cell], done_before: int):
+    def __init__(self, todo: list[Cell], done_before: int, out: Path | None = None):
         self.total_cells, self.finished = done_before + len(todo), done_before
         self.finished_work = 0.0
-        self.bar = tqdm(total=round(sum(map(expected_seconds, todo))), desc=self._desc(),
+        self.resumed = {} if out is None else {_key(cell): _running_status(out, [cell])[1] for cell in todo}
+        total = sum(map(expected_seconds, todo)) - sum(self.resumed.values())
+        self.bar = tqdm(total=round(total), desc=self._desc(),
                         bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
 
     def _desc(self) -> str:
@@ -234,12 +242,14 @@ class _Progress:
 
     def cell_done(self, cell: Cell, metrics: dict[str, Any]) -> None:
         self.finished += 1
-        self.finished_work += expected_seconds(cell)
+        self.finished_work += expected_seconds(cell) - self.resumed.get(_key(cell), 0.0)
         self.bar.set_description_str(self._desc(), refresh=False)
         value_line(cell, metrics)
         self.show(0.0, "")
 
-    def show(self, partial: float, status: str) -> None:
+    def show(self, partial: float, status: str, running: list[Cell] = ()) -> None:
+        """`partial`: the work the `running` cells' finished rounds stand for (`_running_status`)."""
+        partial -= sum(self.resumed.get(_key(cell), 0.0) for cell in running)
         self.bar.update(max(0, round(self.finished_work + partial) - self.bar.n))
         self.bar.set_postfix_str(f"{self.speed()}; {status}" if status else self.speed(), refresh=True)
 
@@ -280,7 +290,7 @@ def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: in
                executor: str, address: str | None) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    progress = _Progress(todo, done_before)
+    progress = _Progress(todo, done_before, out)
     try:
         if workers == 1 and executor == "pool":
             for cell in todo:
@@ -304,7 +314,7 @@ def _run_cells(todo: list[Cell], out: Path, workers: int | None, done_before: in
                 for cell in islice(queue, len(finished_now)):
                     running[engine.submit(cell, out, tracking)] = cell
                 status, partial = _running_status(out, list(running.values()))
-                progress.show(partial, status)
+                progress.show(partial, status, list(running.values()))
         except KeyboardInterrupt:
             # The first Ctrl-C: no queued cell starts, the running ones finish and are kept; the second aborts.
             progress.close()

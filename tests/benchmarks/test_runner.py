@@ -145,6 +145,26 @@ def test_a_running_cell_counts_its_finished_rounds_by_the_reference_cells_round_
     assert _running_status(copy_of_finished, [running._replace(reference_shares=None)])[1] == pytest.approx(15.0)
 
 
+def test_the_rounds_a_killed_cell_finished_before_this_run_are_not_this_run_s_work(copy_of_finished):
+    from benchmarks.estimate import Cell
+    from benchmarks.runner import _Progress
+    from benchmarks.spec import load_spec
+
+    spec = load_spec("protein", ["rounds=[8,8]", "seeds=[0]", "methods=[greedy]"])
+    resumed = Cell(spec, TASK, "greedy", 0, 30.0, 1, (0.1, 0.6, 1.0))
+    evals = cell(copy_of_finished) / "evals.csv"
+    evals.write_text("".join(evals.read_text().splitlines(keepends=True)[:3]))  # killed after round 1
+    progress = _Progress([resumed], 0, copy_of_finished)
+    try:
+        assert progress.bar.total == 12  # 0.4 of its 30 s are left to this run
+        progress.show(18.0, "", [resumed])  # the resumed cell, not yet past round 1
+        assert progress.bar.n == 0 and progress.speed().startswith("measuring")
+        progress.show(30.0, "", [resumed])  # round 2 done
+        assert progress.bar.n == 12
+    finally:
+        progress.close()
+
+
 def test_the_reference_round_shares_come_from_the_committed_cells_of_the_same_rounds():
     from benchmarks.estimate import reference_shares
     from benchmarks.spec import load_spec
